@@ -1,0 +1,82 @@
+//! What a function's `main` needs: the validated configuration and the Redis
+//! client, built once per process, and the two calls that start and serve it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::client::RedisClient;
+use crate::config::{Config, ConfigError, RedisConfig};
+use crate::{http, telemetry};
+
+/// The per-process state every function shares: configuration and the Redis
+/// client. Cloning is cheap; clones share the client and its connections.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AppContext {
+    /// The validated settings.
+    pub config: Arc<Config>,
+    /// The shared Redis client (connects on first use).
+    pub redis: RedisClient,
+}
+
+impl AppContext {
+    /// Builds the context from validated settings. Nothing connects yet.
+    ///
+    /// # Errors
+    /// When the Redis settings cannot make a client (an unreadable CA file).
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let redis = RedisClient::new(config.redis.clone())?;
+        Ok(Self {
+            config: Arc::new(config),
+            redis,
+        })
+    }
+
+    /// A context with default settings except for Redis: for tests and tools.
+    ///
+    /// # Errors
+    /// As [`AppContext::new`].
+    pub fn with_redis(redis: RedisConfig) -> Result<Self, ConfigError> {
+        let mut config = Config::from_lookup(|_| None)?;
+        config.redis = redis;
+        Self::new(config)
+    }
+}
+
+/// Reads the configuration, installs logging and builds the context. On a
+/// configuration error prints one line naming the variable and returns the
+/// exit code to end the process with.
+///
+/// # Errors
+/// The exit code (2) for an invalid configuration.
+pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
+    let fail = |err: ConfigError| {
+        // Logging is not set up yet (its settings may be what failed).
+        let _ = writeln!(std::io::stderr(), "{service}: configuration error: {err}");
+        ExitCode::from(2)
+    };
+    let config = Config::from_env().map_err(fail)?;
+    telemetry::init(service, &config);
+    let ctx = AppContext::new(config).map_err(fail)?;
+    tracing::info!(
+        redis = %ctx.redis.config().redacted_url(),
+        pool_size = ctx.config.redis.max_connections,
+        cluster = ctx.config.redis.cluster,
+        "{service} starting"
+    );
+    Ok(ctx)
+}
+
+/// Serves `app` (see [`http::serve`]) and turns the outcome into an exit code.
+pub async fn serve(app: Router, ctx: &AppContext) -> ExitCode {
+    match http::serve(app, ctx.config.http.port).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "stopped serving");
+            ExitCode::FAILURE
+        }
+    }
+}
