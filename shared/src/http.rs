@@ -28,6 +28,7 @@ use axum::{Router, body::Bytes};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+use tower::util::MapRequest;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
@@ -519,7 +520,7 @@ pub fn on_lambda() -> bool {
 pub async fn serve(app: Router, port: u16) -> Result<(), ServeError> {
     if on_lambda() {
         tracing::info!(mode = "lambda", "serving Lambda invocations");
-        return lambda_http::run(app)
+        return lambda_http::run(for_lambda(app))
             .await
             .map_err(|e| ServeError::Lambda(e.to_string()));
     }
@@ -528,6 +529,36 @@ pub async fn serve(app: Router, port: u16) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Bind { port, source })?;
     tracing::info!(mode = "server", port, "listening on http://0.0.0.0:{port}");
     serve_on(listener, app, shutdown_signal()).await
+}
+
+/// The router as it runs on Lambda. `lambda_http` puts a REST API's stage in
+/// front of the path (`/prod/redis-health`); this routes on the path the
+/// caller used instead, so a function answers at the same paths behind a
+/// REST API stage, an HTTP API, a Function URL or an ALB, and as a server.
+pub fn for_lambda(
+    app: Router,
+) -> MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request> {
+    tower::ServiceExt::map_request(app, route_on_raw_path as fn(_) -> _)
+}
+
+fn route_on_raw_path(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    let raw = req.raw_http_path();
+    if raw.is_empty() || raw == req.uri().path() {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{raw}?{query}"),
+        None => raw.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse::<axum::http::uri::PathAndQuery>() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests

@@ -518,3 +518,406 @@ impl LambdaRuntimeApi {
             .expect("the emulator dropped the invocation")
     }
 }
+
+/// A function binary running as a child process (server mode on a free
+/// `PORT`, or Lambda mode against a [`LambdaRuntimeApi`]), its output kept in
+/// a file. Killed when dropped.
+#[derive(Debug)]
+pub struct FunctionProcess {
+    child: Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl FunctionProcess {
+    /// Starts `bin` with `env` added to a clean environment (`PATH` kept) and
+    /// `PORT` set to a free port unless `env` sets it. Logs are JSON.
+    pub fn spawn(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Self {
+        let port = env
+            .iter()
+            .find(|(k, _)| *k == "PORT")
+            .map_or_else(free_port, |(_, v)| v.parse().expect("PORT is a number"));
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut cmd = Command::new(bin.as_ref());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log file"))
+            .stderr(log.reopen().expect("log file"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.as_ref().display()));
+        Self { child, port, log }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `GET /healthz` answers 200 (server mode).
+    pub async fn wait_ready(&mut self, limit: Duration) {
+        let started = Instant::now();
+        let url = format!("{}/healthz", self.base_url());
+        while started.elapsed() < limit {
+            assert!(
+                self.is_running(),
+                "the function exited early; its output:\n{}",
+                self.output()
+            );
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = write!(
+                    stream,
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut reply = String::new();
+                let _ = stream.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "{url} did not answer 200 within {limit:?}; output:\n{}",
+            self.output()
+        );
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit; returns the exit code.
+    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the function did not exit within {limit:?} of SIGTERM");
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the function did not exit within {limit:?}");
+    }
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment the Lambda runtime expects, pointing at `api`.
+pub fn lambda_env(api: &LambdaRuntimeApi) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_LAMBDA_RUNTIME_API", api.address()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "test-function".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/11/23/[$LATEST]0123456789".into(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/test-function".into(),
+        ),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// Request events as AWS delivers them to a function.
+pub mod lambda_events {
+    use serde_json::{Value, json};
+
+    /// An HTTP API (API Gateway v2) event.
+    pub fn apigw_v2(method: &str, path: &str, query: &str, body: Option<&str>) -> Value {
+        json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": {
+                "accept": "application/json",
+                "content-type": "application/json",
+                "host": "abc123.execute-api.us-east-1.amazonaws.com",
+                "user-agent": "curl/8.5.0",
+                "x-forwarded-proto": "https"
+            },
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abc123",
+                "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "abc123",
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "203.0.113.7",
+                    "userAgent": "curl/8.5.0"
+                },
+                "requestId": "apigw-v2-request",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "23/Nov/2026:18:51:00 +0000",
+                "timeEpoch": 1_795_459_860_000_u64
+            },
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+
+    /// A Lambda Function URL event (the v2 payload, on a lambda-url domain).
+    pub fn function_url(method: &str, path: &str, query: &str, body: Option<&str>) -> Value {
+        let mut event = apigw_v2(method, path, query, body);
+        event["headers"]["host"] = json!("xyz789.lambda-url.us-east-1.on.aws");
+        event["requestContext"]["domainName"] = json!("xyz789.lambda-url.us-east-1.on.aws");
+        event["requestContext"]["domainPrefix"] = json!("xyz789");
+        event["requestContext"]["apiId"] = json!("xyz789");
+        event["requestContext"]["requestId"] = json!("function-url-request");
+        event
+    }
+
+    /// A REST API (API Gateway v1) proxy event.
+    pub fn apigw_v1(method: &str, path: &str, body: Option<&str>) -> Value {
+        json!({
+            "resource": "/{proxy+}",
+            "path": path,
+            "httpMethod": method,
+            "headers": {
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+                "User-Agent": "curl/8.5.0"
+            },
+            "multiValueHeaders": {
+                "Accept": ["application/json"],
+                "Content-Type": ["application/json"],
+                "Host": ["abc123.execute-api.us-east-1.amazonaws.com"],
+                "User-Agent": ["curl/8.5.0"]
+            },
+            "queryStringParameters": null,
+            "multiValueQueryStringParameters": null,
+            "pathParameters": { "proxy": path.trim_start_matches('/') },
+            "stageVariables": null,
+            "requestContext": {
+                "accountId": "123456789012",
+                "resourceId": "res123",
+                "stage": "prod",
+                "requestId": "apigw-v1-request",
+                "identity": { "sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0" },
+                "resourcePath": "/{proxy+}",
+                "httpMethod": method,
+                "apiId": "abc123",
+                "path": format!("/prod{path}"),
+                "protocol": "HTTP/1.1",
+                "requestTimeEpoch": 1_795_459_860_000_u64
+            },
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+}
+
+/// Checks every function binary must pass: the common routes in server mode
+/// and in Lambda mode, a bounded `503` when Redis is unreachable, a clear
+/// configuration error, a clean exit on SIGTERM. A function's tests call each
+/// with `env!("CARGO_BIN_EXE_<name>")`.
+pub mod conformance {
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::{
+        BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, free_port, lambda_env,
+        lambda_events,
+    };
+
+    async fn get_json(url: &str) -> (u16, Value) {
+        let response = reqwest::get(url)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Server mode against a real Redis: `/redis-health` 200 with the
+    /// documented fields, `/healthz` 200.
+    pub async fn server_mode(bin: &str) {
+        let redis = RedisServer::start();
+        let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url())]);
+        f.wait_ready(Duration::from_secs(10)).await;
+        let (status, body) = get_json(&format!("{}/redis-health", f.base_url())).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "healthy");
+        assert_eq!(body["ping"], "PONG");
+        assert!(
+            body["latency_ms"].as_f64().is_some_and(|v| v > 0.0),
+            "{body}"
+        );
+        assert!(
+            body["connected_clients"].as_u64().is_some_and(|v| v >= 1),
+            "{body}"
+        );
+        let (status, _) = get_json(&format!("{}/healthz", f.base_url())).await;
+        assert_eq!(status, 200);
+        assert!(f.is_running());
+    }
+
+    /// With `REDIS_URL` at a closed port, and at a listener that never
+    /// answers: `/redis-health` is `503` JSON within 1.5 s, every time, and
+    /// the process stays up.
+    pub async fn unreachable_redis(bin: &str) {
+        let closed = format!("redis://127.0.0.1:{}", free_port());
+        let hole = BlackHole::bind();
+        for (url, kind) in [(closed, "connect"), (hole.url(), "timeout")] {
+            let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &url)]);
+            f.wait_ready(Duration::from_secs(10)).await;
+            for _ in 0..3 {
+                let started = Instant::now();
+                let (status, body) = get_json(&format!("{}/redis-health", f.base_url())).await;
+                let took = started.elapsed();
+                assert_eq!(status, 503, "{body}");
+                assert_eq!(body["status"], "unhealthy");
+                assert_eq!(body["type"], kind, "{body}");
+                assert!(body["error"].is_string());
+                assert!(
+                    took < Duration::from_millis(1_500),
+                    "{url}: answered after {took:?}"
+                );
+            }
+            assert!(
+                f.is_running(),
+                "the process must stay up; output:\n{}",
+                f.output()
+            );
+        }
+    }
+
+    /// Lambda mode: the real binary polls a Runtime API emulator and answers
+    /// API Gateway v1, v2 and Function URL events with the same JSON.
+    pub async fn lambda_mode(bin: &str) {
+        let redis = RedisServer::start();
+        let api = LambdaRuntimeApi::start().await;
+        let mut env = lambda_env(&api);
+        env.push(("REDIS_URL", redis.url()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut f = FunctionProcess::spawn(bin, &env);
+        let events = [
+            (
+                "v2",
+                lambda_events::apigw_v2("GET", "/redis-health", "", None),
+            ),
+            (
+                "function url",
+                lambda_events::function_url("GET", "/redis-health", "", None),
+            ),
+            ("v1", lambda_events::apigw_v1("GET", "/redis-health", None)),
+        ];
+        for (name, event) in events {
+            let reply = api.invoke(event).await;
+            assert!(!reply.is_error, "{name}: {:?}\n{}", reply.body, f.output());
+            assert_eq!(reply.body["statusCode"], 200, "{name}: {}", reply.body);
+            let body: Value =
+                serde_json::from_str(reply.body["body"].as_str().unwrap_or("null")).unwrap();
+            assert_eq!(body["status"], "healthy", "{name}: {body}");
+            assert_eq!(body["ping"], "PONG");
+            assert!(body["connected_clients"].as_u64().is_some());
+        }
+        // Invocations share the client: one connection to Redis for all three.
+        assert_eq!(redis.client_count(), 1);
+        let reply = api
+            .invoke(lambda_events::apigw_v2("GET", "/nope", "", None))
+            .await;
+        assert_eq!(reply.body["statusCode"], 404, "{}", reply.body);
+        assert!(f.is_running());
+    }
+
+    /// The router, as [`crate::http::serve`] runs it on Lambda, answers
+    /// `lambda_http` request fixtures (as `lambda_http::request::from_str`
+    /// parses them) with the same JSON as a plain request.
+    pub async fn lambda_fixtures(app: Router) {
+        let app = crate::http::for_lambda(app);
+        for event in [
+            lambda_events::apigw_v2("GET", "/redis-health", "", None),
+            lambda_events::function_url("GET", "/redis-health", "", None),
+            lambda_events::apigw_v1("GET", "/redis-health", None),
+        ] {
+            let request =
+                lambda_http::request::from_str(&event.to_string()).expect("a valid event");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), 200);
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("a body")
+                .to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+            assert_eq!(body["status"], "healthy", "{body}");
+            assert_eq!(body["ping"], "PONG");
+        }
+    }
+
+    /// An invalid setting stops the process at start with exit code 2 and
+    /// one line naming the variable.
+    pub fn config_error(bin: &str) {
+        let mut f = FunctionProcess::spawn(bin, &[("REDIS_MAX_CONNECTIONS", "zero")]);
+        assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2));
+        let output = f.output();
+        assert!(output.contains("REDIS_MAX_CONNECTIONS"), "{output}");
+        assert!(output.contains("from 1 to 64"), "{output}");
+        let mut f = FunctionProcess::spawn(
+            bin,
+            &[("REDIS_URL", "redis://user:hunter2-secret@host:notaport")],
+        );
+        assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2));
+        assert!(!f.output().contains("hunter2-secret"), "{}", f.output());
+    }
+
+    /// SIGTERM ends the server with exit code 0.
+    pub async fn graceful_shutdown(bin: &str) {
+        let redis = RedisServer::start();
+        let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url())]);
+        f.wait_ready(Duration::from_secs(10)).await;
+        let _ = get_json(&format!("{}/redis-health", f.base_url())).await;
+        assert_eq!(
+            f.terminate(Duration::from_secs(10)),
+            Some(0),
+            "{}",
+            f.output()
+        );
+    }
+}

@@ -17,7 +17,10 @@ use shared::{ApiError, AppContext};
 /// The function's router, common routes and layers included.
 pub fn app(ctx: AppContext) -> Router {
     let routes = Router::new()
-        .route("/practices/{practice_id}/patients/count", get(patient_count))
+        .route(
+            "/practices/{practice_id}/patients/count",
+            get(patient_count),
+        )
         .with_state(ctx.clone());
     shared::http::finish(routes, &ctx)
 }
@@ -36,7 +39,11 @@ async fn patient_count(
     let practice = Tenant::new("practice_id", &practice_id)?;
     let key = practice.key("patients");
     let count = with_fallback(&ctx.redis, "patients.count", None, |mut c| async move {
-        redis::cmd("HLEN").arg(key).query_async::<u64>(&mut c).await.map(Some)
+        redis::cmd("HLEN")
+            .arg(key)
+            .query_async::<u64>(&mut c)
+            .await
+            .map(Some)
     })
     .await;
     Ok(Json(PatientCount {

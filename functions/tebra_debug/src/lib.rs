@@ -15,7 +15,9 @@ use shared::fallback::with_fallback;
 
 /// The function's router, common routes and layers included.
 pub fn app(ctx: AppContext) -> Router {
-    let routes = Router::new().route("/status", get(status)).with_state(ctx.clone());
+    let routes = Router::new()
+        .route("/status", get(status))
+        .with_state(ctx.clone());
     shared::http::finish(routes, &ctx)
 }
 
@@ -28,7 +30,10 @@ struct Status {
 
 async fn status(State(ctx): State<AppContext>) -> Json<Status> {
     let keys = with_fallback(&ctx.redis, "status.dbsize", None, |mut c| async move {
-        redis::cmd("DBSIZE").query_async::<u64>(&mut c).await.map(Some)
+        redis::cmd("DBSIZE")
+            .query_async::<u64>(&mut c)
+            .await
+            .map(Some)
     })
     .await;
     Json(Status {

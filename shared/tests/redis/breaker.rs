@@ -41,7 +41,10 @@ async fn circuit_opens_after_k_failures_fails_fast_and_closes_after_a_probe() {
     round_trip(&client, "k").await.unwrap();
     server.stop();
     for _ in 0..3 {
-        assert_eq!(round_trip(&client, "k").await.unwrap_err().kind(), ErrorKind::Connect);
+        assert_eq!(
+            round_trip(&client, "k").await.unwrap_err().kind(),
+            ErrorKind::Connect
+        );
     }
     assert_eq!(client.circuit().state, CircuitState::Open);
     let ops_before = client.metrics().operations;
@@ -52,7 +55,11 @@ async fn circuit_opens_after_k_failures_fails_fast_and_closes_after_a_probe() {
     assert!(started.elapsed() < Duration::from_millis(50));
     assert_eq!(skipped.value, -1);
     assert_eq!(skipped.failure.unwrap().kind(), ErrorKind::CircuitOpen);
-    assert_eq!(client.metrics().operations, ops_before, "no round trip while open");
+    assert_eq!(
+        client.metrics().operations,
+        ops_before,
+        "no round trip while open"
+    );
     assert_eq!(client.metrics().circuit_rejections, 1);
 
     // After the cool-down one probe goes through; its success closes the circuit.
@@ -77,7 +84,11 @@ async fn a_failed_probe_keeps_the_circuit_open() {
     assert_eq!(client.circuit().state, CircuitState::Open);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let probe = round_trip(&client, "k").await.unwrap_err();
-    assert_eq!(probe.kind(), ErrorKind::Connect, "the probe reached for Redis");
+    assert_eq!(
+        probe.kind(),
+        ErrorKind::Connect,
+        "the probe reached for Redis"
+    );
     assert_eq!(client.circuit().state, CircuitState::Open);
     assert_eq!(client.circuit().opened_total, 2);
 }

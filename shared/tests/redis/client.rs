@@ -18,7 +18,11 @@ async fn no_connection_is_made_before_first_use() {
     assert_eq!(client.pool().open, 0);
     round_trip(&client, "k").await.unwrap();
     assert_eq!(client.pool().open, 1);
-    assert_eq!(server.client_count(), 1, "one connection, made on first use");
+    assert_eq!(
+        server.client_count(),
+        1,
+        "one connection, made on first use"
+    );
 }
 
 #[tokio::test]
@@ -81,10 +85,17 @@ async fn a_connection_that_keeps_timing_out_is_replaced() {
     round_trip(&client, "k").await.unwrap();
     server.pause();
     for _ in 0..2 {
-        assert_eq!(round_trip(&client, "k").await.unwrap_err().kind(), ErrorKind::Timeout);
+        assert_eq!(
+            round_trip(&client, "k").await.unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
     }
     assert_eq!(client.metrics().connections_replaced, 1);
-    assert_eq!(client.pool().open, 0, "the half-open connection was dropped");
+    assert_eq!(
+        client.pool().open,
+        0,
+        "the half-open connection was dropped"
+    );
     server.resume();
     round_trip(&client, "k").await.unwrap();
     assert_eq!(client.pool().open, 1);
@@ -122,11 +133,17 @@ async fn recovers_after_its_connections_are_killed() {
 #[tokio::test]
 async fn a_listener_that_never_answers_times_out() {
     let hole = BlackHole::bind();
-    let client = client_for_url(&hole.url(), |c| c.command_timeout = Duration::from_millis(300));
+    let client = client_for_url(&hole.url(), |c| {
+        c.command_timeout = Duration::from_millis(300)
+    });
     let started = Instant::now();
     let err = round_trip(&client, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -136,19 +153,28 @@ async fn a_closed_port_fails_fast_as_connect() {
     let started = Instant::now();
     let err = round_trip(&client, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_wrong_password_is_an_auth_error_that_never_shows_the_password() {
-    let server = RedisServer::builder().password("right-password-1234").start();
+    let server = RedisServer::builder()
+        .password("right-password-1234")
+        .start();
     let client = client_with(&server, |c| {
         c.password = Some(shared::Secret::new("wrong-password-5678"));
     });
     let err = round_trip(&client, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     let shown = format!("{err} {err:?} {client:?}");
-    assert!(!shown.contains("wrong-password-5678") && !shown.contains("right-password"), "{shown}");
+    assert!(
+        !shown.contains("wrong-password-5678") && !shown.contains("right-password"),
+        "{shown}"
+    );
     // With the right one it works.
     round_trip(&server.client(), "k").await.unwrap();
 }

@@ -17,7 +17,12 @@ async fn reports_real_server_values() {
     assert_eq!(report.status, "healthy");
     assert_eq!(report.ping.as_deref(), Some("PONG"));
     assert_eq!(report.connected_clients, Some(1));
-    assert!(report.redis_version.as_deref().is_some_and(|v| v.contains('.')));
+    assert!(
+        report
+            .redis_version
+            .as_deref()
+            .is_some_and(|v| v.contains('.'))
+    );
     assert_eq!(report.redis_mode.as_deref(), Some("standalone"));
     assert!(report.latency_ms > 0.0);
     assert_eq!(report.pool.open, 1);
@@ -32,7 +37,11 @@ async fn unhealthy_within_the_deadline_when_stopped_paused_or_black_holed() {
     let clients = [
         ("stopped", client_with(&stopped, |_| {}), ErrorKind::Connect),
         ("paused", client_with(&paused, |_| {}), ErrorKind::Timeout),
-        ("black hole", client_for_url(&hole.url(), |_| {}), ErrorKind::Timeout),
+        (
+            "black hole",
+            client_for_url(&hole.url(), |_| {}),
+            ErrorKind::Timeout,
+        ),
     ];
     for (_, client, _) in &clients[..2] {
         assert!(check(client).await.is_healthy());
@@ -45,7 +54,10 @@ async fn unhealthy_within_the_deadline_when_stopped_paused_or_black_holed() {
         let took = started.elapsed();
         assert!(!report.is_healthy(), "{name}: {report:?}");
         assert_eq!(report.error_type, Some(*kind), "{name}: {report:?}");
-        assert!(took < deadline + Duration::from_millis(300), "{name}: took {took:?}");
+        assert!(
+            took < deadline + Duration::from_millis(300),
+            "{name}: took {took:?}"
+        );
         let error = report.error.unwrap();
         assert!(!error.is_empty());
     }
@@ -62,7 +74,11 @@ async fn healthy_again_soon_after_a_restart() {
     server.restart();
     let took = time_until_ok(Duration::from_secs(5), || async {
         let report = check(&client).await;
-        if report.is_healthy() { Ok(()) } else { Err(report) }
+        if report.is_healthy() {
+            Ok(())
+        } else {
+            Err(report)
+        }
     })
     .await
     .expect("not healthy within 5 s of the restart");
@@ -81,7 +97,11 @@ async fn healthy_again_after_a_pause_ends() {
     server.resume();
     let took = time_until_ok(Duration::from_secs(5), || async {
         let report = check(&client).await;
-        if report.is_healthy() { Ok(()) } else { Err(report) }
+        if report.is_healthy() {
+            Ok(())
+        } else {
+            Err(report)
+        }
     })
     .await
     .expect("not healthy within 5 s of the resume");

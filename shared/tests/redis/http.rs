@@ -15,26 +15,40 @@ use tower::ServiceExt;
 
 /// A context for `server` with extra environment variables.
 fn ctx(server: &RedisServer, vars: &[(&str, &str)]) -> AppContext {
-    let mut env: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let mut env: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     env.push(("REDIS_URL".into(), server.url()));
-    let config = Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
+    let config =
+        Config::from_lookup(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .unwrap();
     AppContext::new(config).unwrap()
 }
 
 /// A router with a few test routes plus everything `finish` adds.
 fn app(ctx: &AppContext) -> Router {
     let routes = Router::new()
-        .route("/echo", post(|shared::Json(v): shared::Json<Value>| async move { shared::Json(v) }))
-        .route("/slow", get(|| async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            "late"
-        }))
-        .route("/panic", get(|| async {
-            let v: Vec<u8> = Vec::new();
-            #[allow(clippy::indexing_slicing)]
-            let x = v[usize::MAX / 2];
-            x.to_string()
-        }));
+        .route(
+            "/echo",
+            post(|shared::Json(v): shared::Json<Value>| async move { shared::Json(v) }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                let v: Vec<u8> = Vec::new();
+                #[allow(clippy::indexing_slicing)]
+                let x = v[usize::MAX / 2];
+                x.to_string()
+            }),
+        );
     shared::http::finish(routes, ctx)
 }
 
@@ -60,7 +74,12 @@ fn post_json(uri: &str, body: impl Into<Body>) -> Request<Body> {
 
 fn assert_error_shape(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -164,14 +183,20 @@ async fn a_request_past_its_deadline_answers_503_json() {
 async fn request_ids_are_echoed_or_generated() {
     let server = RedisServer::start();
     let app = app(&ctx(&server, &[]));
-    let req = Request::get("/healthz").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let req = Request::get("/healthz")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
     let (_, headers, _) = send(&app, req).await;
     assert_eq!(headers["x-request-id"], "abc-123");
     let (_, a, _) = send(&app, get_req("/healthz")).await;
     let (_, b, _) = send(&app, get_req("/healthz")).await;
     assert_ne!(a["x-request-id"], b["x-request-id"]);
     // A header that is not a plausible id is replaced, not echoed.
-    let req = Request::get("/healthz").header("x-request-id", "<script>").body(Body::empty()).unwrap();
+    let req = Request::get("/healthz")
+        .header("x-request-id", "<script>")
+        .body(Body::empty())
+        .unwrap();
     let (_, headers, _) = send(&app, req).await;
     assert_ne!(headers["x-request-id"], "<script>");
 }
@@ -192,16 +217,28 @@ async fn admin_routes_are_404_without_a_token_and_401_without_the_right_one() {
         req.body(Body::empty()).unwrap()
     };
     let closed = admin(None);
-    let r = closed.clone().oneshot(get_with(Some("Bearer anything-at-all-1234"))).await.unwrap();
+    let r = closed
+        .clone()
+        .oneshot(get_with(Some("Bearer anything-at-all-1234")))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let open = admin(Some("the-admin-token-123456"));
-    for auth in [None, Some("Bearer wrong-token-123456789"), Some("the-admin-token-123456"), Some("Bearer ")] {
+    for auth in [
+        None,
+        Some("Bearer wrong-token-123456789"),
+        Some("the-admin-token-123456"),
+        Some("Bearer "),
+    ] {
         let r = open.clone().oneshot(get_with(auth)).await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
-    let r = open.oneshot(get_with(Some("Bearer the-admin-token-123456"))).await.unwrap();
+    let r = open
+        .oneshot(get_with(Some("Bearer the-admin-token-123456")))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -220,7 +257,11 @@ async fn the_plain_server_serves_200_concurrent_requests_and_shuts_down_graceful
         .map(|_| {
             let http = http.clone();
             tokio::spawn(async move {
-                let r = http.get(format!("http://{addr}/redis-health")).send().await.unwrap();
+                let r = http
+                    .get(format!("http://{addr}/redis-health"))
+                    .send()
+                    .await
+                    .unwrap();
                 (r.status(), r.json::<Value>().await.unwrap())
             })
         })
@@ -235,10 +276,23 @@ async fn the_plain_server_serves_200_concurrent_requests_and_shuts_down_graceful
 
     let slow = tokio::spawn({
         let http = http.clone();
-        async move { http.get(format!("http://{addr}/redis-health")).send().await.map(|r| r.status()) }
+        async move {
+            http.get(format!("http://{addr}/redis-health"))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     stop_tx.send(()).unwrap();
-    assert_eq!(slow.await.unwrap().unwrap(), 200, "the request in flight was finished");
-    tokio::time::timeout(Duration::from_secs(5), serving).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        200,
+        "the request in flight was finished"
+    );
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

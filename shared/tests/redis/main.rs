@@ -34,7 +34,11 @@ pub async fn round_trip(client: &RedisClient, key: &str) -> Result<String, share
     let key = key.to_owned();
     client
         .run(|mut c| async move {
-            redis::cmd("SET").arg(&key).arg("v").exec_async(&mut c).await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg("v")
+                .exec_async(&mut c)
+                .await?;
             redis::cmd("GET").arg(&key).query_async(&mut c).await
         })
         .await
@@ -58,7 +62,10 @@ where
 
 /// `total_connections_received` from `INFO stats`.
 pub fn connections_received(server: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(&mut server.admin()).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut server.admin())
+        .unwrap();
     shared::health::info_field(&info, "total_connections_received")
         .unwrap()
         .parse()

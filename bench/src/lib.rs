@@ -1,0 +1,200 @@
+//! Shared pieces of the benchmark programs: a closed-loop load generator,
+//! the `redis-benchmark` reference, tables and JSON results.
+//!
+//! Benchmarks are programs, not tests: they print a table with the reference
+//! measured in the same run and write machine-readable results under
+//! `bench-results/`. These machines are shared and noisy, so every figure is
+//! the median of several rounds and comparisons are ratios.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Results of one measurement.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stats {
+    /// Operations completed.
+    pub ops: u64,
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
+
+/// Runs `op` from `concurrency` tasks for `duration` (after a short warm-up)
+/// and measures throughput and per-operation latency. A failed operation
+/// aborts the benchmark: numbers from a failing setup are meaningless.
+pub async fn closed_loop<F, Fut, E>(concurrency: usize, duration: Duration, op: F) -> Stats
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Debug,
+{
+    let op = Arc::new(op);
+    let run = |d: Duration| {
+        let op = op.clone();
+        async move {
+            let stop = Instant::now() + d;
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let op = op.clone();
+                    tokio::spawn(async move {
+                        let mut samples = Vec::with_capacity(4_096);
+                        while Instant::now() < stop {
+                            let t = Instant::now();
+                            if let Err(e) = op().await {
+                                return Err(format!("{e:?}"));
+                            }
+                            samples.push(t.elapsed());
+                        }
+                        Ok(samples)
+                    })
+                })
+                .collect();
+            let started = Instant::now();
+            let mut all = Vec::new();
+            for task in tasks {
+                match task.await {
+                    Ok(Ok(samples)) => all.extend(samples),
+                    Ok(Err(e)) => fail(&format!("operation failed during the benchmark: {e}")),
+                    Err(e) => fail(&format!("benchmark task failed: {e}")),
+                }
+            }
+            (all, started.elapsed())
+        }
+    };
+    let _ = run(duration / 5).await;
+    let (mut samples, elapsed) = run(duration).await;
+    samples.sort_unstable();
+    let pct = |q: f64| {
+        samples
+            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    Stats {
+        ops: samples.len() as u64,
+        ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// The median by `ops_per_sec` of several rounds.
+pub fn median(mut rounds: Vec<Stats>) -> Stats {
+    rounds.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+    rounds.get(rounds.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs `redis-benchmark` against `port` for one test (`get`, `set`,
+/// `ping_mbulk`, `rpush`...) at `clients` connections without pipelining.
+pub fn redis_benchmark(port: u16, test: &str, clients: usize, requests: u64) -> Stats {
+    let output = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
+        .args(["-P", "1", "-r", "1000", "--csv", "-t", test])
+        .output()
+        .unwrap_or_else(|e| {
+            fail(&format!(
+                "cannot run redis-benchmark ({e}); it comes with redis-server: make setup"
+            ))
+        });
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let row = text
+        .lines()
+        .skip(1)
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| fail(&format!("redis-benchmark printed no result: {text}")));
+    let cols: Vec<f64> = row
+        .split(',')
+        .skip(1)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(0.0))
+        .collect();
+    let col = |i: usize| cols.get(i).copied().unwrap_or(0.0);
+    Stats {
+        ops: requests,
+        ops_per_sec: col(0),
+        p50_ms: col(3),
+        p99_ms: col(5),
+    }
+}
+
+/// Writes `value` as pretty JSON to `bench-results/<name>.json`.
+pub fn write_results(name: &str, value: &impl Serialize) -> std::path::PathBuf {
+    let dir = Path::new("bench-results");
+    let _ = std::fs::create_dir_all(dir);
+    let path = dir.join(format!("{name}.json"));
+    match serde_json::to_vec_pretty(value) {
+        Ok(bytes) => {
+            if let Err(e) = std::fs::write(&path, bytes) {
+                fail(&format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        Err(e) => fail(&format!("cannot encode results: {e}")),
+    }
+    path
+}
+
+/// Prints one line of program output (the benchmarks' report goes to stdout).
+pub fn out(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Prints a progress note to stderr.
+pub fn progress(line: &str) {
+    let _ = writeln!(std::io::stderr(), "  .. {line}");
+}
+
+/// Ends the program with a message: a benchmark that cannot run has no result.
+pub fn fail(message: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "bench: {message}");
+    std::process::exit(1)
+}
+
+/// Formats a table with a header row; columns are right-aligned except the first.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    for r in rows {
+        out.push(line(r.iter().map(String::as_str).collect()));
+    }
+    out.join("\n")
+}

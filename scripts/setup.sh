@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on a fresh Debian/Ubuntu machine. Safe to
+# run again: each step is skipped when its tool is already there.
+set -euo pipefail
+
+PRE_COMMIT_VERSION=4.7.0
+NEXTEST_VERSION=0.9.143
+
+say() { printf '==> %s\n' "$*"; }
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    echo "apt-get not found: install $* with your package manager" >&2
+    return 1
+  fi
+  say "installing $* (Debian packages)"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null ||
+    { sudo_if_needed apt-get update -q >/dev/null && sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
+
+if command -v redis-server >/dev/null || [ -n "${REDIS_SERVER_BIN:-}" ]; then
+  say "redis-server: $(redis-server --version 2>/dev/null | awk '{print $3}')"
+else
+  apt_install redis-server
+  # The tests start their own servers; the packaged service is not needed.
+  sudo_if_needed systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  say "cargo-nextest: $(cargo nextest --version | head -1)"
+else
+  say "installing cargo-nextest $NEXTEST_VERSION"
+  cargo install --locked --quiet cargo-nextest --version "$NEXTEST_VERSION"
+fi
+
+if command -v pre-commit >/dev/null && pre-commit --version | grep -q "$PRE_COMMIT_VERSION"; then
+  say "pre-commit: $(pre-commit --version)"
+else
+  say "installing pre-commit $PRE_COMMIT_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "pre-commit==$PRE_COMMIT_VERSION"
+fi
