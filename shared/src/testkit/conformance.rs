@@ -1,0 +1,170 @@
+//! Checks every function binary must pass: the common routes in server mode
+//! and in Lambda mode, a bounded `503` when Redis is unreachable, a clear
+//! configuration error, a clean exit on SIGTERM. A function's tests call each
+//! with `env!("CARGO_BIN_EXE_<name>")`.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::{
+    BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, free_port, lambda_env, lambda_events,
+};
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Server mode against a real Redis: `/redis-health` 200 with the
+/// documented fields, `/healthz` 200.
+pub async fn server_mode(bin: &str) {
+    let redis = RedisServer::start();
+    let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url())]);
+    f.wait_ready(Duration::from_secs(10)).await;
+    let (status, body) = get_json(&format!("{}/redis-health", f.base_url())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["ping"], "PONG");
+    assert!(
+        body["latency_ms"].as_f64().is_some_and(|v| v > 0.0),
+        "{body}"
+    );
+    assert!(
+        body["connected_clients"].as_u64().is_some_and(|v| v >= 1),
+        "{body}"
+    );
+    let (status, _) = get_json(&format!("{}/healthz", f.base_url())).await;
+    assert_eq!(status, 200);
+    assert!(f.is_running());
+}
+
+/// With `REDIS_URL` at a closed port, and at a listener that never
+/// answers: `/redis-health` is `503` JSON within 1.5 s, every time, and
+/// the process stays up.
+pub async fn unreachable_redis(bin: &str) {
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let hole = BlackHole::bind();
+    for (url, kind) in [(closed, "connect"), (hole.url(), "timeout")] {
+        let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &url)]);
+        f.wait_ready(Duration::from_secs(10)).await;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (status, body) = get_json(&format!("{}/redis-health", f.base_url())).await;
+            let took = started.elapsed();
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["status"], "unhealthy");
+            assert_eq!(body["type"], kind, "{body}");
+            assert!(body["error"].is_string());
+            assert!(
+                took < Duration::from_millis(1_500),
+                "{url}: answered after {took:?}"
+            );
+        }
+        assert!(
+            f.is_running(),
+            "the process must stay up; output:\n{}",
+            f.output()
+        );
+    }
+}
+
+/// Lambda mode: the real binary polls a Runtime API emulator and answers
+/// API Gateway v1, v2 and Function URL events with the same JSON.
+pub async fn lambda_mode(bin: &str) {
+    let redis = RedisServer::start();
+    let api = LambdaRuntimeApi::start().await;
+    let mut env = lambda_env(&api);
+    env.push(("REDIS_URL", redis.url()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut f = FunctionProcess::spawn(bin, &env);
+    let events = [
+        (
+            "v2",
+            lambda_events::apigw_v2("GET", "/redis-health", "", None),
+        ),
+        (
+            "function url",
+            lambda_events::function_url("GET", "/redis-health", "", None),
+        ),
+        ("v1", lambda_events::apigw_v1("GET", "/redis-health", None)),
+    ];
+    for (name, event) in events {
+        let reply = api.invoke(event).await;
+        assert!(!reply.is_error, "{name}: {:?}\n{}", reply.body, f.output());
+        assert_eq!(reply.body["statusCode"], 200, "{name}: {}", reply.body);
+        let body: Value =
+            serde_json::from_str(reply.body["body"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(body["status"], "healthy", "{name}: {body}");
+        assert_eq!(body["ping"], "PONG");
+        assert!(body["connected_clients"].as_u64().is_some());
+    }
+    // Invocations share the client: one connection to Redis for all three.
+    assert_eq!(redis.client_count(), 1);
+    let reply = api
+        .invoke(lambda_events::apigw_v2("GET", "/nope", "", None))
+        .await;
+    assert_eq!(reply.body["statusCode"], 404, "{}", reply.body);
+    assert!(f.is_running());
+}
+
+/// The router, as [`crate::http::serve`] runs it on Lambda, answers
+/// `lambda_http` request fixtures (as `lambda_http::request::from_str`
+/// parses them) with the same JSON as a plain request.
+pub async fn lambda_fixtures(app: Router) {
+    let app = crate::http::for_lambda(app);
+    for event in [
+        lambda_events::apigw_v2("GET", "/redis-health", "", None),
+        lambda_events::function_url("GET", "/redis-health", "", None),
+        lambda_events::apigw_v1("GET", "/redis-health", None),
+    ] {
+        let request = lambda_http::request::from_str(&event.to_string()).expect("a valid event");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), 200);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["status"], "healthy", "{body}");
+        assert_eq!(body["ping"], "PONG");
+    }
+}
+
+/// An invalid setting stops the process at start with exit code 2 and
+/// one line naming the variable.
+pub fn config_error(bin: &str) {
+    let mut f = FunctionProcess::spawn(bin, &[("REDIS_MAX_CONNECTIONS", "zero")]);
+    assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2));
+    let output = f.output();
+    assert!(output.contains("REDIS_MAX_CONNECTIONS"), "{output}");
+    assert!(output.contains("from 1 to 64"), "{output}");
+    let mut f = FunctionProcess::spawn(
+        bin,
+        &[("REDIS_URL", "redis://user:hunter2-secret@host:notaport")],
+    );
+    assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2));
+    assert!(!f.output().contains("hunter2-secret"), "{}", f.output());
+}
+
+/// SIGTERM ends the server with exit code 0.
+pub async fn graceful_shutdown(bin: &str) {
+    let redis = RedisServer::start();
+    let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url())]);
+    f.wait_ready(Duration::from_secs(10)).await;
+    let _ = get_json(&format!("{}/redis-health", f.base_url())).await;
+    assert_eq!(
+        f.terminate(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        f.output()
+    );
+}

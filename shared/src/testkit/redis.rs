@@ -1,0 +1,322 @@
+//! `redis-server` processes of a test's own, and a listener that never answers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::client::RedisClient;
+use crate::config::{RedisConfig, Secret};
+
+/// How to install `redis-server`, shown when it is missing.
+const INSTALL_HINT: &str = "redis-server was not found on PATH and REDIS_SERVER_BIN is not set.\n\
+     Install it with `make setup`, or: `sudo apt-get install redis-server` (Debian/Ubuntu), \
+     `brew install redis` (macOS); or point REDIS_SERVER_BIN at the binary.";
+
+/// The `redis-server` binary: `REDIS_SERVER_BIN`, else the first on `PATH`.
+///
+/// # Panics
+/// When there is none, with instructions to install it.
+pub fn redis_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "REDIS_SERVER_BIN={} is not a file.\n{INSTALL_HINT}",
+            bin.display()
+        );
+        return bin;
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("redis-server"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind an ephemeral port on 127.0.0.1")
+}
+
+/// Options of a [`RedisServer`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisServerBuilder {
+    password: Option<String>,
+    args: Vec<String>,
+}
+
+impl RedisServerBuilder {
+    /// Requires this password (`requirepass`).
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Adds a `redis-server` command-line argument (`--maxmemory`, `1mb`, ...).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts the server and waits until it answers.
+    pub fn start(self) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("redis-testkit-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                bin: redis_server_bin(),
+                port: free_port(),
+                dir: dir.path().to_owned(),
+                _dir: None,
+                options: self.clone(),
+                child: None,
+                paused: false,
+            };
+            if server.spawn_and_wait() {
+                server._dir = Some(dir);
+                return server;
+            }
+            last_log = server.log();
+            server.kill();
+        }
+        panic!("redis-server did not start after 5 attempts; its log:\n{last_log}");
+    }
+}
+
+/// A `redis-server` of its own for one test: a free port, a temporary
+/// directory, no persistence (`--save ""`). Killed when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    _dir: Option<TempDir>,
+    options: RedisServerBuilder,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl RedisServer {
+    /// Starts a plain server.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// A server with options.
+    pub fn builder() -> RedisServerBuilder {
+        RedisServerBuilder::default()
+    }
+
+    fn spawn_and_wait(&mut self) -> bool {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"));
+        if let Some(pw) = &self.options.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        cmd.args(&self.options.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}\n{INSTALL_HINT}", self.bin.display()));
+        self.child = Some(child);
+        self.paused = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            if self.answers() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Whether the server answers a `PING` (an auth error counts as an answer).
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(200),
+        ) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(stream.read(&mut buf), Ok(n) if n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://[:password@]127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        match &self.options.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Client settings for this server, every other setting at its default.
+    pub fn config(&self) -> RedisConfig {
+        let mut config = RedisConfig::for_url(&format!("redis://127.0.0.1:{}", self.port))
+            .expect("a local URL is valid");
+        config.password = self.options.password.as_deref().map(Secret::new);
+        config
+    }
+
+    /// A [`RedisClient`] for this server with default settings.
+    pub fn client(&self) -> RedisClient {
+        RedisClient::new(self.config()).expect("a local config is valid")
+    }
+
+    /// A plain synchronous connection, for a test's own checks and setup.
+    pub fn admin(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("cannot connect to the test redis-server: {e}"))
+    }
+
+    /// Connections from clients other than the asking one (`CLIENT LIST`).
+    pub fn client_count(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.admin())
+            .expect("CLIENT LIST");
+        list.lines().count().saturating_sub(1)
+    }
+
+    /// Closes every client connection (`CLIENT KILL TYPE normal`), as a
+    /// server-side timeout or a proxy would. Returns how many were closed.
+    pub fn kill_clients(&self) -> usize {
+        redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .query(&mut self.admin())
+            .expect("CLIENT KILL")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the server again on the same port, with an empty dataset.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.spawn_and_wait() {
+                return;
+            }
+            self.kill();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "redis-server did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&mut self) {
+        self.signal(Signal::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(Signal::SIGCONT);
+        self.paused = false;
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.pid().expect("the server is not running");
+        kill(Pid::from_raw(pid as i32), signal).expect("cannot signal redis-server");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    /// The server's log file.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP listener that accepts (the kernel completes the handshake) but never
+/// reads or answers: a hung server or a black-holed network path.
+#[derive(Debug)]
+pub struct BlackHole {
+    listener: TcpListener,
+}
+
+impl BlackHole {
+    /// Binds a free port on 127.0.0.1.
+    pub fn bind() -> Self {
+        Self {
+            listener: TcpListener::bind("127.0.0.1:0").expect("bind a black hole"),
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().expect("bound").port()
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port())
+    }
+}
