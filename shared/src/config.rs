@@ -65,7 +65,9 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, message: impl Into<String>) -> Self {
+    /// An error about `var`; `message` says what is wrong and what is allowed
+    /// and must not repeat a secret value.
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
         Self {
             var,
             message: message.into(),
@@ -504,13 +506,43 @@ impl Config {
 /// A source of environment variables: a name to its value.
 type VarSource<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
-/// Reads variables, with typed parsing and messages that say what is allowed.
-struct Lookup<'a> {
+/// Reads environment variables with typed parsing and errors that name the
+/// variable and what it accepts. [`Config`] is built with it; a function
+/// reads its own settings the same way, at start-up:
+///
+/// ```
+/// use shared::config::Env;
+/// let env = Env::from_fn(|name| (name == "RATE_LIMIT_PER_MINUTE").then(|| "120".to_owned()));
+/// assert_eq!(env.range("RATE_LIMIT_PER_MINUTE", 60, 1, 100_000).unwrap(), 120);
+/// assert!(env.range("RATE_LIMIT_PER_MINUTE", 60, 1, 100).is_err());
+/// ```
+pub struct Env<'a> {
     lookup: VarSource<'a>,
     overrides: Vec<(&'static str, String)>,
 }
 
-impl<'a> Lookup<'a> {
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env").finish_non_exhaustive()
+    }
+}
+
+/// The private name used inside this module.
+type Lookup<'a> = Env<'a>;
+
+impl Env<'static> {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self::new(|name| std::env::var(name).ok())
+    }
+}
+
+impl<'a> Env<'a> {
+    /// Variables from `lookup` (a name to its value), e.g. a test's map.
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
+        Self::new(lookup)
+    }
+
     fn new(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         Self {
             lookup: Box::new(lookup),
@@ -519,7 +551,7 @@ impl<'a> Lookup<'a> {
     }
 
     /// The value, trimmed; an empty variable counts as unset.
-    fn get(&self, name: &str) -> Option<String> {
+    pub fn get(&self, name: &str) -> Option<String> {
         self.overrides
             .iter()
             .find(|(k, _)| *k == name)
@@ -529,7 +561,11 @@ impl<'a> Lookup<'a> {
             .filter(|v| !v.is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(
+    /// The value parsed as `T`, or `default` when unset.
+    ///
+    /// # Errors
+    /// When the value does not parse; the message says it is not `allowed`.
+    pub fn parse<T: std::str::FromStr>(
         &self,
         name: &'static str,
         default: T,
@@ -543,7 +579,11 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn range(
+    /// An integer from `min` to `max`, or `default` when unset.
+    ///
+    /// # Errors
+    /// When the value is not an integer in the range.
+    pub fn range(
         &self,
         name: &'static str,
         default: u64,
@@ -562,7 +602,11 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn millis(
+    /// A duration in milliseconds from `min` to `max`, or `default` when unset.
+    ///
+    /// # Errors
+    /// When the value is not an integer in the range.
+    pub fn millis(
         &self,
         name: &'static str,
         default: u64,
@@ -573,7 +617,11 @@ impl<'a> Lookup<'a> {
             .map(Duration::from_millis)
     }
 
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    /// A boolean (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), or `default`.
+    ///
+    /// # Errors
+    /// When the value is none of those.
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
