@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,6 +13,8 @@ use tempfile::TempDir;
 
 use crate::client::RedisClient;
 use crate::config::{RedisConfig, Secret};
+
+use super::TlsFiles;
 
 /// How to install `redis-server`, shown when it is missing.
 const INSTALL_HINT: &str = "redis-server was not found on PATH and REDIS_SERVER_BIN is not set.\n\
@@ -54,9 +57,34 @@ pub fn free_port() -> u16 {
 pub struct RedisServerBuilder {
     password: Option<String>,
     args: Vec<String>,
+    tls: Option<Arc<TlsFiles>>,
+    acl_users: Vec<(String, String, String)>,
+    cluster: bool,
 }
 
 impl RedisServerBuilder {
+    /// Also listens for TLS with certificates signed by `files`' CA; the
+    /// plain port stays open for the test's own checks ([`RedisServer::admin`]),
+    /// and [`RedisServer::url`] names the TLS port.
+    pub fn tls(mut self, files: Arc<TlsFiles>) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
+    /// Adds an ACL user `name` with `password` and `rules` (as for
+    /// `ACL SETUSER`, e.g. `~ws:{acme}:* +@all -@dangerous +info`).
+    pub fn acl_user(mut self, name: &str, password: &str, rules: &str) -> Self {
+        self.acl_users
+            .push((name.into(), password.into(), rules.into()));
+        self
+    }
+
+    /// Starts the server as a Redis Cluster node (see `RedisCluster`).
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
     /// Requires this password (`requirepass`).
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_owned());
@@ -80,6 +108,7 @@ impl RedisServerBuilder {
             let mut server = RedisServer {
                 bin: redis_server_bin(),
                 port: free_port(),
+                tls_port: self.tls.as_ref().map(|_| free_port()),
                 dir: dir.path().to_owned(),
                 _dir: None,
                 options: self.clone(),
@@ -88,6 +117,7 @@ impl RedisServerBuilder {
             };
             if server.spawn_and_wait() {
                 server._dir = Some(dir);
+                server.create_acl_users();
                 return server;
             }
             last_log = server.log();
@@ -103,6 +133,7 @@ impl RedisServerBuilder {
 pub struct RedisServer {
     bin: PathBuf,
     port: u16,
+    tls_port: Option<u16>,
     dir: PathBuf,
     _dir: Option<TempDir>,
     options: RedisServerBuilder,
@@ -133,6 +164,27 @@ impl RedisServer {
             .arg(self.dir.join("redis.log"));
         if let Some(pw) = &self.options.password {
             cmd.args(["--requirepass", pw]);
+        }
+        if let (Some(tls), Some(tls_port)) = (&self.options.tls, self.tls_port) {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(tls.cert_file())
+                .arg("--tls-key-file")
+                .arg(tls.key_file())
+                .arg("--tls-ca-cert-file")
+                .arg(tls.ca_file())
+                .args(["--tls-auth-clients", "no"]);
+        }
+        if self.options.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--cluster-require-full-coverage", "no"]);
         }
         cmd.args(&self.options.args)
             .stdin(Stdio::null())
@@ -174,24 +226,64 @@ impl RedisServer {
         matches!(stream.read(&mut buf), Ok(n) if n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
     }
 
-    /// The TCP port.
+    fn create_acl_users(&self) {
+        for (name, password, rules) in &self.options.acl_users {
+            let mut cmd = redis::cmd("ACL");
+            cmd.arg("SETUSER")
+                .arg(name)
+                .arg("reset")
+                .arg("on")
+                .arg(format!(">{password}"));
+            for rule in rules.split_whitespace() {
+                cmd.arg(rule);
+            }
+            cmd.exec(&mut self.admin())
+                .unwrap_or_else(|e| panic!("ACL SETUSER {name}: {e}"));
+        }
+    }
+
+    /// The plain TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `redis://[:password@]127.0.0.1:<port>`.
+    /// The TLS port, for a server built with [`RedisServerBuilder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// `redis://[:password@]127.0.0.1:<port>`, or `rediss://…:<tls port>`
+    /// for a TLS server.
     pub fn url(&self) -> String {
+        let (scheme, port) = match self.tls_port {
+            Some(p) => ("rediss", p),
+            None => ("redis", self.port),
+        };
         match &self.options.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(pw) => format!("{scheme}://:{pw}@127.0.0.1:{port}"),
+            None => format!("{scheme}://127.0.0.1:{port}"),
         }
     }
 
-    /// Client settings for this server, every other setting at its default.
+    /// Client settings for this server, every other setting at its default
+    /// (for a TLS server: the test CA as `REDIS_TLS_CA_FILE`).
     pub fn config(&self) -> RedisConfig {
-        let mut config = RedisConfig::for_url(&format!("redis://127.0.0.1:{}", self.port))
+        let (scheme, port) = match self.tls_port {
+            Some(p) => ("rediss", p),
+            None => ("redis", self.port),
+        };
+        let mut config = RedisConfig::for_url(&format!("{scheme}://127.0.0.1:{port}"))
             .expect("a local URL is valid");
         config.password = self.options.password.as_deref().map(Secret::new);
+        config.tls_ca_file = self.options.tls.as_ref().map(|t| t.ca_file());
+        config
+    }
+
+    /// Client settings logging in as ACL user `name` with `password`.
+    pub fn config_as(&self, name: &str, password: &str) -> RedisConfig {
+        let mut config = self.config();
+        config.username = Some(name.to_owned());
+        config.password = Some(Secret::new(password));
         config
     }
 
@@ -200,9 +292,14 @@ impl RedisServer {
         RedisClient::new(self.config()).expect("a local config is valid")
     }
 
-    /// A plain synchronous connection, for a test's own checks and setup.
+    /// A plain synchronous connection (the plain port, the default user),
+    /// for a test's own checks and setup.
     pub fn admin(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        let url = match &self.options.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        };
+        redis::Client::open(url)
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
             .unwrap_or_else(|e| panic!("cannot connect to the test redis-server: {e}"))
     }

@@ -5,10 +5,13 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod acl;
 mod breaker;
 mod client;
+mod cluster;
 mod health;
 mod http;
+mod tls;
 
 use std::time::{Duration, Instant};
 
