@@ -6,6 +6,10 @@
 //! `bench-results/`. These machines are shared and noisy, so every figure is
 //! the median of several rounds and comparisons are ratios.
 
+pub mod chart;
+pub mod http_load;
+pub mod proc;
+
 use std::future::Future;
 use std::io::Write as _;
 use std::path::Path;
@@ -95,10 +99,27 @@ pub fn median(mut rounds: Vec<Stats>) -> Stats {
 /// Runs `redis-benchmark` against `port` for one test (`get`, `set`,
 /// `ping_mbulk`, `rpush`...) at `clients` connections without pipelining.
 pub fn redis_benchmark(port: u16, test: &str, clients: usize, requests: u64) -> Stats {
+    redis_benchmark_args(port, &["-r", "1000", "-t", test], clients, requests)
+}
+
+/// Runs `redis-benchmark` with an arbitrary command (e.g. `EVALSHA <sha> 1
+/// key arg`), at `clients` connections without pipelining.
+pub fn redis_benchmark_command(
+    port: u16,
+    command: &[String],
+    clients: usize,
+    requests: u64,
+) -> Stats {
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    redis_benchmark_args(port, &args, clients, requests)
+}
+
+fn redis_benchmark_args(port: u16, extra: &[&str], clients: usize, requests: u64) -> Stats {
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
-        .args(["-P", "1", "-r", "1000", "--csv", "-t", test])
+        .args(["-P", "1", "--csv"])
+        .args(extra)
         .output()
         .unwrap_or_else(|e| {
             fail(&format!(
