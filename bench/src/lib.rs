@@ -147,6 +147,20 @@ fn redis_benchmark_args(port: u16, extra: &[&str], clients: usize, requests: u64
     }
 }
 
+/// The functions' release binaries to measure: `BENCH_FUNCTIONS`
+/// (comma-separated) or every function, keeping those built in `target/release`.
+pub fn release_functions() -> Vec<(String, std::path::PathBuf)> {
+    let wanted = std::env::var("BENCH_FUNCTIONS")
+        .unwrap_or_else(|_| "tebra_debug,patient_sync,sessions".into());
+    wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| (n.to_owned(), Path::new("target/release").join(n)))
+        .filter(|(_, p)| p.is_file())
+        .collect()
+}
+
 /// Writes `value` as pretty JSON to `bench-results/<name>.json`.
 pub fn write_results(name: &str, value: &impl Serialize) -> std::path::PathBuf {
     let dir = Path::new("bench-results");

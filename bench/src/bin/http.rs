@@ -1,0 +1,150 @@
+//! Functions over HTTP: each function binary (release build) in server mode
+//! under the workspace's load generator, `/redis-health` (a Redis round trip
+//! per request) beside `/healthz` on the same server (no Redis work), at 1,
+//! 16, 64 and 256 keep-alive connections. Writes `bench-results/http.json`
+//! and a chart. `BENCH_SECS` / `BENCH_ROUNDS` set the effort; `BENCH_FUNCTIONS`
+//! (comma-separated) the functions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bench::chart::{self, Chart, Scale, Series};
+use bench::http_load::{self, Request};
+use bench::{Stats, median, out, progress, table};
+use serde::Serialize;
+use shared::testkit::{FunctionProcess, RedisServer};
+
+const CONNECTIONS: [usize; 4] = [1, 16, 64, 256];
+
+#[derive(Serialize)]
+struct Row {
+    function: String,
+    route: String,
+    connections: usize,
+    stats: Stats,
+    vs_no_redis: f64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let secs: f64 = env_or("BENCH_SECS", 1.5);
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let redis = RedisServer::start();
+    let bins = bench::release_functions();
+    if bins.is_empty() {
+        bench::fail(
+            "no release binaries in target/release: run `cargo build --release` (make bench does)",
+        );
+    }
+    let mut rows = Vec::new();
+    for (name, bin) in &bins {
+        let mut f =
+            FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url()), ("LOG_LEVEL", "warn")]);
+        f.wait_ready(Duration::from_secs(10)).await;
+        let addr: SocketAddr = f
+            .base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|_| bench::fail("bad address"));
+        for connections in CONNECTIONS {
+            let mut baseline = Stats::default();
+            for route in ["/healthz", "/redis-health"] {
+                progress(&format!("{name} {route} at {connections} connections"));
+                let mut samples = Vec::new();
+                for _ in 0..rounds {
+                    samples.push(
+                        http_load::run(
+                            addr,
+                            &Request::get(route),
+                            connections,
+                            Duration::from_secs_f64(secs),
+                        )
+                        .await,
+                    );
+                }
+                let stats = median(samples);
+                if route == "/healthz" {
+                    baseline = stats;
+                }
+                rows.push(Row {
+                    function: name.clone(),
+                    route: route.to_owned(),
+                    connections,
+                    stats,
+                    vs_no_redis: stats.ops_per_sec / baseline.ops_per_sec.max(1.0),
+                });
+            }
+        }
+        if !f.is_running() {
+            bench::fail(&format!(
+                "{name} exited during the benchmark:\n{}",
+                f.output()
+            ));
+        }
+    }
+    let printable: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.function.clone(),
+                r.route.clone(),
+                r.connections.to_string(),
+                format!("{:.0}", r.stats.ops_per_sec),
+                format!("{:.3}", r.stats.p50_ms),
+                format!("{:.3}", r.stats.p99_ms),
+                format!("{:.0}%", r.vs_no_redis * 100.0),
+            ]
+        })
+        .collect();
+    out(&format!(
+        "HTTP through the functions (server mode), median of {rounds} rounds of {secs} s"
+    ));
+    out(&table(
+        &[
+            "function",
+            "route",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "vs /healthz",
+        ],
+        &printable,
+    ));
+    let series: Vec<Series> = bins
+        .iter()
+        .flat_map(|(name, _)| {
+            ["/healthz", "/redis-health"].map(|route| Series {
+                name: format!("{name} {route}"),
+                points: rows
+                    .iter()
+                    .filter(|r| &r.function == name && r.route == route)
+                    .map(|r| (r.connections as f64, r.stats.ops_per_sec))
+                    .collect(),
+            })
+        })
+        .collect();
+    let svg = chart::write(
+        "http-throughput",
+        &Chart {
+            title: "HTTP throughput against connections",
+            x_label: "keep-alive connections",
+            y_label: "requests per second",
+            x_scale: Scale::Log,
+            y_scale: Scale::Linear,
+        },
+        &series,
+    );
+    let path = bench::write_results(
+        "http",
+        &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows }),
+    );
+    out(&format!("results: {} {}", path.display(), svg.display()));
+}
