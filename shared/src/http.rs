@@ -369,7 +369,10 @@ fn request_id(req: &Request) -> String {
 
 /// The Cloud Trace resource name for Cloud Logging, from Cloud Run's header.
 fn cloud_trace(req: &Request) -> Option<String> {
-    let project = std::env::var("GOOGLE_CLOUD_PROJECT").ok()?;
+    static PROJECT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let project = PROJECT
+        .get_or_init(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+        .as_deref()?;
     let header = req.headers().get("x-cloud-trace-context")?.to_str().ok()?;
     let trace_id = header.split('/').next()?;
     trace_id
