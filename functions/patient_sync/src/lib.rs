@@ -302,7 +302,7 @@ async fn sync_patients(
     let report = outcome?;
     tracing::info!(
         practice = practice.id(),
-        mode = ?mode,
+        mode = mode.as_str(),
         received = report.received,
         changed = report.changed,
         unchanged = report.unchanged,

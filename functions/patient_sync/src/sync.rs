@@ -142,6 +142,16 @@ pub enum Mode {
     Full,
 }
 
+impl Mode {
+    /// `incremental` or `full`, as in the query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incremental => "incremental",
+            Self::Full => "full",
+        }
+    }
+}
+
 /// One patient, ready for the script.
 #[derive(Clone)]
 struct Entry {
@@ -205,10 +215,7 @@ impl Batch {
                 return Err(BatchError::DuplicateId { index, first });
             }
         }
-        let mut request_text = String::from(match mode {
-            Mode::Incremental => "incremental\n",
-            Mode::Full => "full\n",
-        });
+        let mut request_text = format!("{}\n", mode.as_str());
         let mut entries = Vec::with_capacity(records.len());
         for record in records {
             let canonical = canonical_json(&record);
