@@ -55,13 +55,13 @@ async fn a_lock_whose_holder_died_expires_after_its_ttl() {
         server.client(),
         &tenant("a"),
         "sync",
-        Duration::from_millis(200),
+        Duration::from_millis(1_000),
     )
     .unwrap();
     let holder = lock.acquire().await.unwrap().expect("free");
     drop(holder); // the holder dies without releasing
     assert!(lock.acquire().await.unwrap().is_none());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(lock.acquire().await.unwrap().is_some());
 }
 
@@ -94,12 +94,12 @@ async fn the_holder_can_extend_its_lock() {
         server.client(),
         &tenant("a"),
         "sync",
-        Duration::from_millis(200),
+        Duration::from_millis(1_000),
     )
     .unwrap();
     let guard = lock.acquire().await.unwrap().expect("free");
     assert!(lock.extend(&guard, Duration::from_secs(30)).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert!(lock.is_held().await.unwrap());
     assert!(lock.release(guard).await.unwrap());
 }

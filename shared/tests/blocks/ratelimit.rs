@@ -40,14 +40,14 @@ async fn with_limit_l_and_more_concurrent_requests_exactly_l_pass() {
 #[tokio::test]
 async fn a_rejected_caller_is_told_when_the_next_request_fits_and_it_does() {
     let server = RedisServer::start();
-    let limiter = RateLimiter::new(server.client(), 2, Duration::from_millis(400)).unwrap();
+    let limiter = RateLimiter::new(server.client(), 2, Duration::from_secs(2)).unwrap();
     let t = tenant("a");
     assert!(limiter.check(&t, "s").await.unwrap().allowed);
     assert!(limiter.check(&t, "s").await.unwrap().allowed);
     let rejected = limiter.check(&t, "s").await.unwrap();
     assert!(!rejected.allowed);
     assert!(
-        rejected.retry_after > Duration::ZERO && rejected.retry_after <= Duration::from_millis(400),
+        rejected.retry_after > Duration::ZERO && rejected.retry_after <= Duration::from_secs(2),
         "{rejected:?}"
     );
     tokio::time::sleep(rejected.retry_after + Duration::from_millis(20)).await;
@@ -58,7 +58,7 @@ async fn a_rejected_caller_is_told_when_the_next_request_fits_and_it_does() {
 #[tokio::test]
 async fn rejected_requests_are_not_counted() {
     let server = RedisServer::start();
-    let limiter = RateLimiter::new(server.client(), 1, Duration::from_millis(300)).unwrap();
+    let limiter = RateLimiter::new(server.client(), 1, Duration::from_secs(60)).unwrap();
     let t = tenant("a");
     assert!(limiter.check(&t, "s").await.unwrap().allowed);
     for _ in 0..20 {

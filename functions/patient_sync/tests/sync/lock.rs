@@ -52,13 +52,13 @@ async fn the_lock_of_a_full_sync_whose_holder_died_expires() {
         .arg("ws:{c}:lock:sync")
         .arg("dead-holder-token")
         .arg("PX")
-        .arg(300)
+        .arg(1_500)
         .exec(&mut t.redis.admin())
         .unwrap();
     let body = json!({"patients": [patient("p1", "Jo")]});
     send(&t.app, post(FULL, &body, &[]))
         .await
         .assert_error(409, "sync_in_progress");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(send(&t.app, post(FULL, &body, &[])).await.status, 200);
 }

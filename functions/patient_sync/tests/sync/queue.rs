@@ -7,11 +7,11 @@ use crate::{ack, claim, claim_ids, patients, spawn_app, status, sync};
 
 #[tokio::test]
 async fn claim_ack_and_redelivery_after_the_visibility_timeout() {
-    let t = spawn_app(&[("CHANGE_VISIBILITY_TIMEOUT_MS", "300")]);
+    let t = spawn_app(&[("CHANGE_VISIBILITY_TIMEOUT_MS", "1000")]);
     sync(&t.app, "c", patients(3)).await;
     let first = claim(&t.app, "c", 2).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(first.body["visibility_timeout_ms"], 300);
+    assert_eq!(first.body["visibility_timeout_ms"], 1000);
     let changes = first.body["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2);
     assert_eq!(changes[0]["change"]["patient_id"], "p0");
@@ -37,7 +37,7 @@ async fn claim_ack_and_redelivery_after_the_visibility_timeout() {
 
     // p2 was never acknowledged: it comes back after the visibility timeout.
     assert!(claim_ids(&claim(&t.app, "c", 10).await).is_empty());
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let again = claim(&t.app, "c", 10).await;
     let changes = again.body["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1);
