@@ -34,21 +34,33 @@
 //! - [`telemetry`]: JSON log lines for Cloud Logging / CloudWatch, text locally.
 //! - [`http`]: `serve` on Lambda or `$PORT`, common routes, [`ApiError`], [`Json`], admin auth.
 //! - [`app`]: [`AppContext`] (config + client) and the `start` / `serve` pair `main` calls.
+//! - [`canonical`]: canonical JSON (sorted keys), SHA-256 content hashes, hashed ids for logs.
+//! - [`ratelimit`]: sliding-window rate limiter, one round trip per check, returns retry-after.
+//! - [`queue`]: reliable queue: claim with a visibility timeout, ack, redelivery, no double delivery.
+//! - [`lock`]: token lock with a TTL; only the holder releases (compare-and-delete).
+//! - [`idempotency`]: idempotency keys: first response stored 24 h, fingerprint mismatch, in-progress marker.
+//! - `token`: random tokens for locks, claims and idempotency markers.
 //! - `testkit` (feature `testkit`, tests only): real `redis-server` processes and their faults.
 
 pub mod app;
 pub mod breaker;
+pub mod canonical;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod fallback;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod keys;
+pub mod lock;
 pub mod metrics;
+pub mod queue;
+pub mod ratelimit;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod token;
 
 pub use app::{AppContext, serve, start};
 pub use client::{RedisClient, RedisConn};

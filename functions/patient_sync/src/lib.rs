@@ -1,28 +1,512 @@
 //! `patient_sync`: receives batches of patient records from a
-//! practice-management system and hands the changes to downstream consumers.
+//! practice-management system, detects which records changed, and hands the
+//! changes to downstream consumers through a reliable queue.
 //!
-//! Routes (besides the common `/redis-health` and `/healthz`):
+//! Routes (besides the common `/redis-health` and `/healthz`), documented
+//! with examples in `docs/patient_sync.md`:
+//! - `POST /practices/{practice_id}/patients/sync[?mode=full]`: compare,
+//!   store and queue; `Idempotency-Key` supported; rate limited per practice.
+//! - `POST /practices/{practice_id}/changes/claim?max=N`: claim queued changes.
+//! - `POST /practices/{practice_id}/changes/ack`: acknowledge claimed changes.
+//! - `GET /practices/{practice_id}/sync/status`: counts, last sync, rate limit.
 //! - `GET /practices/{practice_id}/patients/count`: how many patients the
 //!   practice has on record, read through the fallback combinator (`null`
 //!   and `"degraded": true` when Redis fails).
+//!
+//! Handlers parse and validate, call the building blocks ([`sync`] here;
+//! rate limiter, lock, idempotency and queue in `shared`) and shape the
+//! answer. No field of a patient record is logged or put in an error.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the function's own environment settings.
+//! - [`sync`]: batch validation, content hashes, the atomic sync script, practice state.
 
-use axum::extract::{Path, State};
-use axum::routing::get;
+pub mod settings;
+pub mod sync;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shared::fallback::with_fallback;
+use shared::idempotency::{Begin, Idempotency, IdempotencyError, IdempotencySettings, Pending};
 use shared::keys::Tenant;
-use shared::{ApiError, AppContext};
+use shared::lock::Lock;
+use shared::queue::{self, QueueError, QueueStats};
+use shared::ratelimit::{RateLimitError, RateLimiter};
+use shared::{ApiError, AppContext, RedisFailure};
 
-/// The function's router, common routes and layers included.
+pub use settings::Settings;
+use sync::{Batch, BatchError, Mode, PatientSync, SyncError, SyncSettings};
+
+/// The header that makes a sync idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response replayed from an idempotency key.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// Claimed changes per call when `max` is not given.
+pub const DEFAULT_CLAIM_MAX: usize = 10;
+
+/// The function's router with default [`Settings`].
 pub fn app(ctx: AppContext) -> Router {
+    app_with(ctx, Settings::default())
+}
+
+/// The function's router with `settings`, common routes and layers included.
+///
+/// The settings are assumed valid ([`Settings::from_env`] checks them); a
+/// rate limit outside its range is clamped.
+pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
+    let limiter = RateLimiter::new(
+        ctx.redis.clone(),
+        settings
+            .rate_limit_per_minute
+            .clamp(1, shared::ratelimit::MAX_LIMIT),
+        std::time::Duration::from_secs(60),
+    );
+    let limiter = match limiter {
+        Ok(limiter) => limiter,
+        // Unreachable after the clamp; a router must still be returned.
+        Err(_) => return shared::http::finish(Router::new(), &ctx),
+    };
+    let service = Arc::new(Service {
+        sync: PatientSync::new(
+            ctx.redis.clone(),
+            SyncSettings {
+                record_ttl: settings.record_ttl,
+                visibility_timeout: settings.visibility_timeout,
+                idempotency_ttl: IdempotencySettings::default().ttl,
+            },
+        ),
+        limiter,
+        settings,
+        ctx: ctx.clone(),
+    });
     let routes = Router::new()
+        .route(
+            "/practices/{practice_id}/patients/sync",
+            post(sync_patients),
+        )
+        .route(
+            "/practices/{practice_id}/changes/claim",
+            post(claim_changes),
+        )
+        .route("/practices/{practice_id}/changes/ack", post(ack_changes))
+        .route("/practices/{practice_id}/sync/status", get(sync_status))
         .route(
             "/practices/{practice_id}/patients/count",
             get(patient_count),
         )
-        .with_state(ctx.clone());
+        .with_state(service);
     shared::http::finish(routes, &ctx)
+}
+
+#[derive(Debug)]
+struct Service {
+    ctx: AppContext,
+    sync: PatientSync,
+    limiter: RateLimiter,
+    settings: Settings,
+}
+
+impl Service {
+    fn idempotency(&self, practice: &Tenant) -> Idempotency {
+        let defaults = IdempotencySettings::default();
+        Idempotency::new(
+            self.ctx.redis.clone(),
+            practice,
+            "sync",
+            IdempotencySettings::new(defaults.ttl, self.settings.idempotency_pending_ttl),
+        )
+    }
+
+    fn lock(&self, practice: &Tenant) -> Result<Lock, ApiError> {
+        Lock::new(
+            self.ctx.redis.clone(),
+            practice,
+            "sync",
+            self.settings.lock_ttl,
+        )
+        .map_err(|_| ApiError::internal())
+    }
+}
+
+type AppState = State<Arc<Service>>;
+
+/// The practice of the path, validated; rejections in the JSON error shape.
+struct Practice(Tenant);
+
+impl<S: Send + Sync> FromRequestParts<S> for Practice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        #[derive(Deserialize)]
+        struct Params {
+            practice_id: String,
+        }
+        let Path(params) = Path::<Params>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_id",
+                    "invalid practice_id: the path segment is not valid UTF-8 text",
+                )
+            })?;
+        Ok(Self(Tenant::new("practice_id", &params.practice_id)?))
+    }
+}
+
+/// The value of `name` in the query string, if any; a repeated name is refused.
+fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, ApiError> {
+    let mut found = None;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == name {
+            if found.is_some() {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("`{name}` is given more than once"),
+                ));
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    Ok(found)
+}
+
+fn redis_error(failure: RedisFailure) -> ApiError {
+    ApiError::from(failure)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    patients: Vec<Value>,
+}
+
+fn batch_error(err: &BatchError) -> ApiError {
+    if err.is_too_large() {
+        ApiError::too_large(err.to_string())
+    } else if matches!(err, BatchError::DuplicateId { .. }) {
+        ApiError::bad_request("duplicate_patient_id", err.to_string())
+    } else {
+        ApiError::bad_request("invalid_patient", err.to_string())
+    }
+}
+
+async fn sync_patients(
+    State(service): AppState,
+    Practice(practice): Practice,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    shared::Json(body): shared::Json<SyncBody>,
+) -> Result<Response, ApiError> {
+    let mode = match query_param(query.as_deref(), "mode")?.as_deref() {
+        None | Some("incremental") => Mode::Incremental,
+        Some("full") => Mode::Full,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`mode` must be `full` or `incremental`",
+            ));
+        }
+    };
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be printable ASCII",
+                )
+            })?;
+            Idempotency::validate_key(key)
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))?;
+            Some(key.to_owned())
+        }
+    };
+    let batch = Batch::new(body.patients, mode).map_err(|e| batch_error(&e))?;
+
+    let decision = service
+        .limiter
+        .check(&practice, "sync")
+        .await
+        .map_err(|e| match e {
+            RateLimitError::Redis(f) => redis_error(f),
+            _ => ApiError::internal(),
+        })?;
+    if !decision.allowed {
+        tracing::info!(
+            practice = practice.id(),
+            limit = decision.limit,
+            "sync rate limited"
+        );
+        return Err(ApiError::too_many_requests(decision.retry_after));
+    }
+
+    let idempotency = service.idempotency(&practice);
+    let pending = match &idempotency_key {
+        None => None,
+        Some(key) => match idempotency.begin(key, batch.fingerprint()).await {
+            Ok(Begin::Started(pending)) => Some(pending),
+            Ok(Begin::Replay(stored)) => {
+                tracing::info!(
+                    practice = practice.id(),
+                    "sync replayed from its idempotency key"
+                );
+                let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+                let mut response = json_response(status, stored.body);
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            Ok(_) => return Err(ApiError::internal()),
+            Err(IdempotencyError::Mismatch) => {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request body",
+                ));
+            }
+            Err(IdempotencyError::InProgress { retry_after }) => {
+                return Err(in_progress().with_retry_after(retry_after));
+            }
+            Err(IdempotencyError::Redis(f)) => return Err(redis_error(f)),
+            Err(_) => return Err(ApiError::internal()),
+        },
+    };
+
+    let outcome = run_sync(&service, &practice, &batch, mode, pending.as_ref()).await;
+    if outcome.is_err()
+        && let Some(pending) = pending
+    {
+        // Best effort: if Redis is down the marker expires by itself.
+        let _ = idempotency.abandon(pending).await;
+    }
+    let report = outcome?;
+    tracing::info!(
+        practice = practice.id(),
+        mode = mode.as_str(),
+        received = report.received,
+        changed = report.changed,
+        unchanged = report.unchanged,
+        "patients synced"
+    );
+    Ok(Json(report).into_response())
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry after Retry-After",
+    )
+}
+
+/// The sync itself, under the practice's lock in full mode.
+async fn run_sync(
+    service: &Service,
+    practice: &Tenant,
+    batch: &Batch,
+    mode: Mode,
+    pending: Option<&Pending>,
+) -> Result<sync::SyncReport, ApiError> {
+    let lock = match mode {
+        Mode::Full => {
+            let lock = service.lock(practice)?;
+            match lock.acquire().await {
+                Ok(Some(guard)) => Some((lock, guard)),
+                Ok(None) => {
+                    return Err(ApiError::conflict(
+                        "sync_in_progress",
+                        "a full sync of this practice is already running",
+                    )
+                    .with_retry_after(std::time::Duration::from_secs(1)));
+                }
+                Err(shared::lock::LockError::Redis(f)) => return Err(redis_error(f)),
+                Err(_) => return Err(ApiError::internal()),
+            }
+        }
+        Mode::Incremental => None,
+    };
+    let result = service.sync.apply(practice, batch, pending).await;
+    if let Some((lock, guard)) = lock {
+        // Best effort: if Redis is down the lock expires after its TTL.
+        let _ = lock.release(guard).await;
+    }
+    result.map_err(|e| match e {
+        SyncError::Redis(f) => redis_error(f),
+        SyncError::IdempotencyLost => {
+            in_progress().with_retry_after(std::time::Duration::from_secs(1))
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct ClaimedChange {
+    claim_id: String,
+    change_id: String,
+    delivery: u32,
+    change: Value,
+}
+
+#[derive(Serialize)]
+struct ClaimResponse {
+    changes: Vec<ClaimedChange>,
+    visibility_timeout_ms: u64,
+}
+
+fn queue_error(err: QueueError) -> ApiError {
+    match err {
+        QueueError::Redis(f) => redis_error(f),
+        QueueError::InvalidBatch => {
+            ApiError::too_large(format!("at most {} ids per request", queue::MAX_BATCH))
+        }
+        _ => ApiError::internal(),
+    }
+}
+
+async fn claim_changes(
+    State(service): AppState,
+    Practice(practice): Practice,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let max = match query_param(query.as_deref(), "max")? {
+        None => DEFAULT_CLAIM_MAX,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=queue::MAX_BATCH).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("`max` must be an integer from 1 to {}", queue::MAX_BATCH),
+                )
+            })?,
+    };
+    let queue = service.sync.queue(&practice);
+    let claimed = queue.claim(max).await.map_err(queue_error)?;
+    let changes = claimed
+        .into_iter()
+        .map(|c| ClaimedChange {
+            change: serde_json::from_slice(&c.payload).unwrap_or(Value::Null),
+            claim_id: c.claim_id,
+            change_id: c.item_id,
+            delivery: c.delivery,
+        })
+        .collect::<Vec<_>>();
+    tracing::info!(
+        practice = practice.id(),
+        claimed = changes.len(),
+        "changes claimed"
+    );
+    Ok(Json(ClaimResponse {
+        changes,
+        visibility_timeout_ms: u64::try_from(service.settings.visibility_timeout.as_millis())
+            .unwrap_or(u64::MAX),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct AckResponse {
+    acknowledged: usize,
+    unknown: Vec<String>,
+}
+
+async fn ack_changes(
+    State(service): AppState,
+    Practice(practice): Practice,
+    shared::Json(body): shared::Json<AckBody>,
+) -> Result<Json<AckResponse>, ApiError> {
+    if body.ids.len() > queue::MAX_BATCH {
+        return Err(queue_error(QueueError::InvalidBatch));
+    }
+    let report = service
+        .sync
+        .queue(&practice)
+        .ack(&body.ids)
+        .await
+        .map_err(queue_error)?;
+    tracing::info!(
+        practice = practice.id(),
+        acknowledged = report.acked.len(),
+        unknown = report.unknown.len(),
+        "changes acknowledged"
+    );
+    Ok(Json(AckResponse {
+        acknowledged: report.acked.len(),
+        unknown: report.unknown,
+    }))
+}
+
+#[derive(Serialize)]
+struct RateLimitStatus {
+    limit: u32,
+    remaining: u32,
+    window_secs: u64,
+    reset_after_ms: u64,
+}
+
+#[derive(Serialize)]
+struct StatusResponse {
+    practice_id: String,
+    patients_tracked: u64,
+    changes_pending: u64,
+    changes_claimed: u64,
+    last_sync_ms: Option<u64>,
+    rate_limit: RateLimitStatus,
+}
+
+async fn sync_status(
+    State(service): AppState,
+    Practice(practice): Practice,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let (state, limit) = tokio::join!(
+        service.sync.state(&practice),
+        service.limiter.peek(&practice, "sync")
+    );
+    let state = state.map_err(redis_error)?;
+    let limit = limit.map_err(|e| match e {
+        RateLimitError::Redis(f) => redis_error(f),
+        _ => ApiError::internal(),
+    })?;
+    let QueueStats {
+        pending, claimed, ..
+    } = state.changes;
+    Ok(Json(StatusResponse {
+        practice_id: practice.id().to_owned(),
+        patients_tracked: state.patients_tracked,
+        changes_pending: pending,
+        changes_claimed: claimed,
+        last_sync_ms: state.last_sync_ms,
+        rate_limit: RateLimitStatus {
+            limit: limit.limit,
+            remaining: limit.remaining,
+            window_secs: service.limiter.window().as_secs(),
+            reset_after_ms: u64::try_from(limit.reset_after.as_millis()).unwrap_or(u64::MAX),
+        },
+    }))
 }
 
 #[derive(Serialize)]
@@ -33,22 +517,26 @@ struct PatientCount {
 }
 
 async fn patient_count(
-    State(ctx): State<AppContext>,
-    Path(practice_id): Path<String>,
-) -> Result<Json<PatientCount>, ApiError> {
-    let practice = Tenant::new("practice_id", &practice_id)?;
+    State(service): AppState,
+    Practice(practice): Practice,
+) -> Json<PatientCount> {
     let key = practice.key("patients");
-    let count = with_fallback(&ctx.redis, "patients.count", None, |mut c| async move {
-        redis::cmd("HLEN")
-            .arg(key)
-            .query_async::<u64>(&mut c)
-            .await
-            .map(Some)
-    })
+    let count = with_fallback(
+        &service.ctx.redis,
+        "patients.count",
+        None,
+        |mut c| async move {
+            redis::cmd("HLEN")
+                .arg(key)
+                .query_async::<u64>(&mut c)
+                .await
+                .map(Some)
+        },
+    )
     .await;
-    Ok(Json(PatientCount {
-        practice_id,
+    Json(PatientCount {
+        practice_id: practice.id().to_owned(),
         degraded: count.is_fallback(),
         patients: count.value,
-    }))
+    })
 }
