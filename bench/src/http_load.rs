@@ -146,17 +146,6 @@ pub async fn run(
         }
     };
     let _ = once(duration / 5).await;
-    let (mut samples, elapsed) = once(duration).await;
-    samples.sort_unstable();
-    let pct = |q: f64| {
-        samples
-            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    Stats {
-        ops: samples.len() as u64,
-        ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-    }
+    let (samples, elapsed) = once(duration).await;
+    Stats::from_samples(samples, elapsed)
 }

@@ -32,6 +32,33 @@ pub struct Stats {
     pub p99_ms: f64,
 }
 
+impl Stats {
+    /// Throughput and percentiles of `samples` (per-operation latencies)
+    /// completed in `elapsed`.
+    pub fn from_samples(mut samples: Vec<Duration>, elapsed: Duration) -> Self {
+        samples.sort_unstable();
+        let pct = |q: f64| {
+            samples
+                .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        Self {
+            ops: samples.len() as u64,
+            ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
+/// The value of environment variable `name` parsed as `T`, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Runs `op` from `concurrency` tasks for `duration` (after a short warm-up)
 /// and measures throughput and per-operation latency. A failed operation
 /// aborts the benchmark: numbers from a failing setup are meaningless.
@@ -75,19 +102,8 @@ where
         }
     };
     let _ = run(duration / 5).await;
-    let (mut samples, elapsed) = run(duration).await;
-    samples.sort_unstable();
-    let pct = |q: f64| {
-        samples
-            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    Stats {
-        ops: samples.len() as u64,
-        ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+    let (samples, elapsed) = run(duration).await;
+    Stats::from_samples(samples, elapsed)
 }
 
 /// The median by `ops_per_sec` of several rounds.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bench::chart::{self, Chart, Scale, Series};
 use bench::{
-    Stats, closed_loop, median, out, progress, redis_benchmark, redis_benchmark_command, table,
+    Stats, closed_loop, env_or, median, out, progress, redis_benchmark, redis_benchmark_command,
+    table,
 };
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -45,13 +46,6 @@ struct Row {
     redis_benchmark: Stats,
     throughput_ratio: f64,
     p50_ratio: f64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn cmd_op(cmd: redis::Cmd) -> Op {

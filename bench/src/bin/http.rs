@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bench::chart::{self, Chart, Scale, Series};
 use bench::http_load::{self, Request};
-use bench::{Stats, median, out, progress, table};
+use bench::{Stats, env_or, median, out, progress, table};
 use serde::Serialize;
 use shared::testkit::{FunctionProcess, RedisServer};
 
@@ -23,13 +23,6 @@ struct Row {
     connections: usize,
     stats: Stats,
     vs_no_redis: f64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

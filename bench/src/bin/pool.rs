@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
-use bench::{Stats, closed_loop, median, out, progress, redis_benchmark, table, write_results};
+use bench::{
+    Stats, closed_loop, env_or, median, out, progress, redis_benchmark, table, write_results,
+};
 use serde::Serialize;
 use shared::RedisClient;
 use shared::testkit::RedisServer;
@@ -27,13 +29,6 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     vs_redis_benchmark: f64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 async fn multiplexed(server: &RedisServer, size: usize, concurrency: usize, secs: f64) -> Stats {

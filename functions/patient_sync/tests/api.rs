@@ -2,41 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use shared::testkit::{RedisServer, conformance};
+use shared::testkit::RedisServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_patient_sync");
-
-#[tokio::test]
-async fn serves_redis_health_as_a_server() {
-    conformance::server_mode(BIN).await;
-}
-
-#[tokio::test]
-async fn answers_503_quickly_and_stays_up_when_redis_is_unreachable() {
-    conformance::unreachable_redis(BIN).await;
-}
-
-#[tokio::test]
-async fn serves_lambda_invocations_through_the_runtime_api() {
-    conformance::lambda_mode(BIN).await;
-}
-
-#[tokio::test]
-async fn answers_lambda_http_request_fixtures() {
-    let redis = RedisServer::start();
-    let ctx = shared::AppContext::with_redis(redis.config()).unwrap();
-    conformance::lambda_fixtures(patient_sync::app(ctx)).await;
-}
-
-#[test]
-fn an_invalid_setting_stops_the_process_with_a_clear_message() {
-    conformance::config_error(BIN);
-}
-
-#[tokio::test]
-async fn exits_cleanly_on_sigterm() {
-    conformance::graceful_shutdown(BIN).await;
-}
+shared::conformance_tests!(env!("CARGO_BIN_EXE_patient_sync"), patient_sync::app);
 
 #[tokio::test]
 async fn patient_count_reads_redis_through_the_fallback_and_validates_the_practice() {

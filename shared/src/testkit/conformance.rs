@@ -168,3 +168,90 @@ pub async fn graceful_shutdown(bin: &str) {
         f.output()
     );
 }
+
+/// With a wrong Redis password: `/redis-health` is `503` with type `auth`,
+/// and neither the wrong nor the right password appears in any response or
+/// any log line (at debug level).
+pub async fn wrong_password(bin: &str) {
+    let right = "right-password-7f3a9c";
+    let wrong = "wrong-password-e21b4d";
+    let redis = RedisServer::builder().password(right).start();
+    let url = format!("redis://:{wrong}@127.0.0.1:{}", redis.port());
+    let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &url), ("LOG_LEVEL", "debug")]);
+    f.wait_ready(Duration::from_secs(10)).await;
+    for path in ["/redis-health", "/redis-health", "/healthz", "/nope"] {
+        let response = reqwest::get(format!("{}{path}", f.base_url()))
+            .await
+            .expect("a response");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            !body.contains(wrong) && !body.contains(right),
+            "{path}: {body}"
+        );
+        if path == "/redis-health" {
+            assert_eq!(status, 503, "{body}");
+            let json: Value = serde_json::from_str(&body).expect("JSON");
+            assert_eq!(json["type"], "auth", "{body}");
+        }
+    }
+    let output = f.output();
+    assert!(
+        !output.is_empty(),
+        "the function logged nothing at debug level"
+    );
+    assert!(
+        !output.contains(wrong) && !output.contains(right),
+        "a password reached the logs:\n{output}"
+    );
+    assert!(f.is_running());
+}
+
+/// Declares a function crate's conformance tests: every check of this module
+/// as a `#[tokio::test]`. `$bin` is `env!("CARGO_BIN_EXE_<name>")`, `$app`
+/// the function's `fn(AppContext) -> Router`.
+///
+/// ```ignore
+/// shared::conformance_tests!(env!("CARGO_BIN_EXE_tebra_debug"), tebra_debug::app);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($bin:expr, $app:path) => {
+        #[tokio::test]
+        async fn serves_redis_health_as_a_server() {
+            $crate::testkit::conformance::server_mode($bin).await;
+        }
+
+        #[tokio::test]
+        async fn answers_503_quickly_and_stays_up_when_redis_is_unreachable() {
+            $crate::testkit::conformance::unreachable_redis($bin).await;
+        }
+
+        #[tokio::test]
+        async fn a_wrong_redis_password_is_503_auth_and_never_shown_or_logged() {
+            $crate::testkit::conformance::wrong_password($bin).await;
+        }
+
+        #[tokio::test]
+        async fn serves_lambda_invocations_through_the_runtime_api() {
+            $crate::testkit::conformance::lambda_mode($bin).await;
+        }
+
+        #[tokio::test]
+        async fn answers_lambda_http_request_fixtures() {
+            let redis = $crate::testkit::RedisServer::start();
+            let ctx = $crate::AppContext::with_redis(redis.config()).expect("a local context");
+            $crate::testkit::conformance::lambda_fixtures($app(ctx)).await;
+        }
+
+        #[test]
+        fn an_invalid_setting_stops_the_process_with_a_clear_message() {
+            $crate::testkit::conformance::config_error($bin);
+        }
+
+        #[tokio::test]
+        async fn exits_cleanly_on_sigterm() {
+            $crate::testkit::conformance::graceful_shutdown($bin).await;
+        }
+    };
+}

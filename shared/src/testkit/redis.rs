@@ -313,6 +313,16 @@ impl RedisServer {
         list.lines().count().saturating_sub(1)
     }
 
+    /// Every key on the server, sorted (a test's isolation checks).
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut self.admin())
+            .expect("KEYS");
+        keys.sort();
+        keys
+    }
+
     /// Closes every client connection (`CLIENT KILL TYPE normal`), as a
     /// server-side timeout or a proxy would. Returns how many were closed.
     pub fn kill_clients(&self) -> usize {

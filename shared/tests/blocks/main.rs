@@ -17,12 +17,7 @@ pub fn tenant(id: &str) -> Tenant {
     Tenant::new("tenant", id).unwrap()
 }
 
-/// Every key on `server`, sorted.
+/// Every key on the server, sorted.
 pub fn all_keys(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut server.admin())
-        .unwrap();
-    keys.sort();
-    keys
+    server.all_keys()
 }

@@ -160,12 +160,7 @@ pub fn patients(n: usize) -> Value {
 
 /// Every key on the server, sorted.
 pub fn all_keys(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut server.admin())
-        .unwrap();
-    keys.sort();
-    keys
+    server.all_keys()
 }
 
 /// The claim ids of a claim reply.
