@@ -1,0 +1,601 @@
+//! The fault-injection suite (`make chaos`): each function in server mode
+//! under 50 concurrent callers while Redis is killed and restarted, paused
+//! for 3 s, has its client connections killed repeatedly, and runs out of
+//! memory (`maxmemory` with `noeviction`). A prober polls `/redis-health`.
+//!
+//! Checked, per function:
+//! - no panic and no process exit;
+//! - every request finishes within `REQUEST_TIMEOUT_MS` plus a margin;
+//! - `/redis-health` turns 503 within 1 s of an outage (kill, pause) and 200
+//!   within 2 s of recovery;
+//! - every write acknowledged with a 2xx is present afterwards (Redis runs
+//!   with `appendfsync always`, so not even a SIGKILL may lose one);
+//! - open file descriptors do not grow across restarts; resident memory is
+//!   reported over a steady soak at the end.
+//!
+//! Prints a table, writes `bench-results/chaos.json`, rewrites the results
+//! section of `docs/reliability.md`, and exits 1 if a promise was broken.
+//! `CHAOS_PHASE_SECS` (default 3) sets the length of each phase.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bench::{env_or, out, progress, table};
+use serde::Serialize;
+use serde_json::{Value, json};
+use shared::testkit::{FunctionProcess, RedisServer};
+
+const WORKERS: usize = 50;
+const DEADLINE_MS: u64 = 2_000;
+const MARGIN_MS: u64 = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Fault {
+    KillRestart,
+    Pause,
+    ClientKills,
+    OutOfMemory,
+}
+
+impl Fault {
+    const ALL: [Fault; 4] = [
+        Self::KillRestart,
+        Self::Pause,
+        Self::ClientKills,
+        Self::OutOfMemory,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::KillRestart => "kill + restart",
+            Self::Pause => "pause 3 s",
+            Self::ClientKills => "client kills",
+            Self::OutOfMemory => "out of memory",
+        }
+    }
+
+    /// Faults that make Redis unreachable, for which health must flip.
+    fn is_outage(self) -> bool {
+        matches!(self, Self::KillRestart | Self::Pause)
+    }
+}
+
+/// What the load does against one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// Reads: health and the fallback-backed status.
+    Diagnostics,
+    /// Idempotent syncs of new patients; each 200 is a write to verify.
+    PatientSync,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u64,
+    by_status: BTreeMap<u16, u64>,
+    error_types: BTreeMap<String, u64>,
+    transport_errors: u64,
+    deadline_misses: u64,
+    max_latency_ms: f64,
+    acked: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+struct FaultResult {
+    fault: Fault,
+    health_503_after_ms: Option<f64>,
+    health_200_after_recovery_ms: Option<f64>,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    function: String,
+    faults: Vec<FaultResult>,
+    requests: u64,
+    by_status: BTreeMap<u16, u64>,
+    error_types: BTreeMap<String, u64>,
+    transport_errors: u64,
+    deadline_misses: u64,
+    max_latency_ms: f64,
+    writes_acknowledged: usize,
+    writes_lost: usize,
+    process_alive: bool,
+    panics_logged: usize,
+    fds_before: usize,
+    fds_after: usize,
+    soak_rss_mib: Vec<f64>,
+    passed: bool,
+}
+
+struct Run {
+    base: String,
+    http: reqwest::Client,
+    tally: Mutex<Tally>,
+    stop: AtomicBool,
+    started: Instant,
+    /// (ms since start, status; 0 when no answer)
+    health: Mutex<Vec<(f64, u16)>>,
+}
+
+impl Run {
+    fn ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1e3
+    }
+}
+
+async fn send(run: &Run, req: reqwest::RequestBuilder, write: Option<(String, String)>) {
+    let t = Instant::now();
+    let result = req.send().await;
+    let status = result.as_ref().map(|r| r.status().as_u16()).ok();
+    let body: Value = match result {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let latency = t.elapsed().as_secs_f64() * 1e3;
+    let mut tally = run
+        .tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tally.sent += 1;
+    tally.max_latency_ms = tally.max_latency_ms.max(latency);
+    if latency > (DEADLINE_MS + MARGIN_MS) as f64 {
+        tally.deadline_misses += 1;
+    }
+    match status {
+        None => tally.transport_errors += 1,
+        Some(s) => {
+            *tally.by_status.entry(s).or_default() += 1;
+            if s >= 500 {
+                let kind = body["error"]["type"]
+                    .as_str()
+                    .or(body["type"].as_str())
+                    .or(body["error"]["code"].as_str())
+                    .unwrap_or("unknown")
+                    .to_owned();
+                *tally.error_types.entry(kind).or_default() += 1;
+            }
+            if (200..300).contains(&s)
+                && let Some(w) = write
+                && body["changed"] == 1
+            {
+                tally.acked.push(w);
+            }
+        }
+    }
+}
+
+async fn worker(run: Arc<Run>, workload: Workload, w: usize) {
+    let mut i = 0u64;
+    while !run.stop.load(Ordering::Relaxed) {
+        i += 1;
+        match workload {
+            Workload::Diagnostics => {
+                let path = if i.is_multiple_of(2) {
+                    "/redis-health"
+                } else {
+                    "/status"
+                };
+                send(&run, run.http.get(format!("{}{path}", run.base)), None).await;
+            }
+            Workload::PatientSync => {
+                let practice = format!("chaos-{}", w % 5);
+                let id = format!("w{w}-{i}");
+                let body = json!({ "patients": [{ "id": id, "seq": i, "note": "chaos" }] });
+                let req = run
+                    .http
+                    .post(format!("{}/practices/{practice}/patients/sync", run.base))
+                    .header("idempotency-key", &id)
+                    .json(&body);
+                send(&run, req, Some((practice, id))).await;
+            }
+        }
+    }
+}
+
+async fn prober(run: Arc<Run>) {
+    while !run.stop.load(Ordering::Relaxed) {
+        let status = run
+            .http
+            .get(format!("{}/redis-health", run.base))
+            .timeout(Duration::from_millis(1_500))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        let at = run.ms();
+        run.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((at, status));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs a blocking test-kit call on the Redis server off the async workers.
+async fn with_redis<T: Send + 'static>(
+    redis: &Arc<Mutex<RedisServer>>,
+    f: impl FnOnce(&mut RedisServer) -> T + Send + 'static,
+) -> T {
+    let redis = redis.clone();
+    match tokio::task::spawn_blocking(move || {
+        f(&mut redis
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => bench::fail(&format!("fault injection failed: {e}")),
+    }
+}
+
+fn used_memory(redis: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(&mut redis.admin())
+        .unwrap_or_default();
+    shared::health::info_field(&info, "used_memory")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Injects `fault` for `secs`; returns (fault start, recovery start) in ms since the run started.
+async fn inject(run: &Run, redis: &Arc<Mutex<RedisServer>>, fault: Fault, secs: f64) -> (f64, f64) {
+    let hold = Duration::from_secs_f64(secs);
+    let start = run.ms();
+    match fault {
+        Fault::KillRestart => {
+            with_redis(redis, RedisServer::stop).await;
+            tokio::time::sleep(hold.min(Duration::from_secs(2))).await;
+            with_redis(redis, RedisServer::restart).await;
+        }
+        Fault::Pause => {
+            with_redis(redis, RedisServer::pause).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            with_redis(redis, RedisServer::resume).await;
+        }
+        Fault::ClientKills => {
+            let until = Instant::now() + hold;
+            while Instant::now() < until {
+                with_redis(redis, |r| r.kill_clients()).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Fault::OutOfMemory => {
+            with_redis(redis, |r| {
+                let limit = used_memory(r) + 256 * 1024;
+                let mut admin = r.admin();
+                let _ = redis::cmd("CONFIG")
+                    .arg(&["SET", "maxmemory-policy", "noeviction"])
+                    .exec(&mut admin);
+                let _ = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory")
+                    .arg(limit)
+                    .exec(&mut admin);
+            })
+            .await;
+            tokio::time::sleep(hold).await;
+            with_redis(redis, |r| {
+                let _ = redis::cmd("CONFIG")
+                    .arg(&["SET", "maxmemory", "0"])
+                    .exec(&mut r.admin());
+            })
+            .await;
+        }
+    }
+    (start, run.ms())
+}
+
+fn judge(fault: Fault, health: &[(f64, u16)], start: f64, recovered: f64) -> FaultResult {
+    let first_bad = health
+        .iter()
+        .find(|(t, s)| *t >= start && *s != 200)
+        .map(|(t, _)| t - start);
+    let first_good = health
+        .iter()
+        .find(|(t, s)| *t >= recovered && *s == 200)
+        .map(|(t, _)| t - recovered);
+    let ok = !fault.is_outage()
+        || (first_bad.is_some_and(|ms| ms <= 1_000.0)
+            && first_good.is_some_and(|ms| ms <= 2_000.0));
+    FaultResult {
+        fault,
+        health_503_after_ms: first_bad,
+        health_200_after_recovery_ms: first_good,
+        ok,
+    }
+}
+
+/// Acknowledged writes that are not in Redis afterwards.
+async fn lost_writes(run: &Run, workload: Workload, acked: &[(String, String)]) -> usize {
+    match workload {
+        Workload::Diagnostics => 0,
+        Workload::PatientSync => {
+            let practices: BTreeSet<&String> = acked.iter().map(|(p, _)| p).collect();
+            let mut seen = BTreeSet::new();
+            for practice in practices {
+                loop {
+                    let claimed: Value = match run
+                        .http
+                        .post(format!(
+                            "{}/practices/{practice}/changes/claim?max=1000",
+                            run.base
+                        ))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.json().await.unwrap_or(Value::Null),
+                        Err(e) => bench::fail(&format!("claim after the run failed: {e}")),
+                    };
+                    let changes = claimed["changes"].as_array().cloned().unwrap_or_default();
+                    if changes.is_empty() {
+                        break;
+                    }
+                    let ids: Vec<Value> = changes.iter().map(|c| c["claim_id"].clone()).collect();
+                    for c in &changes {
+                        if let Some(p) = c["change"]["patient_id"].as_str() {
+                            seen.insert((practice.clone(), p.to_owned()));
+                        }
+                    }
+                    let _ = run
+                        .http
+                        .post(format!("{}/practices/{practice}/changes/ack", run.base))
+                        .json(&json!({ "ids": ids }))
+                        .send()
+                        .await;
+                }
+            }
+            acked.iter().filter(|w| !seen.contains(*w)).count()
+        }
+    }
+}
+
+async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64) -> Report {
+    let redis = RedisServer::builder()
+        .arg("--appendonly")
+        .arg("yes")
+        .arg("--appendfsync")
+        .arg("always")
+        .start();
+    let port = redis.port();
+    let redis = Arc::new(Mutex::new(redis));
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut f = FunctionProcess::spawn(
+        bin,
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("REQUEST_TIMEOUT_MS", &DEADLINE_MS.to_string()),
+            ("RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("LOG_LEVEL", "warn"),
+        ],
+    );
+    f.wait_ready(Duration::from_secs(10)).await;
+    let run = Arc::new(Run {
+        base: f.base_url(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_millis(DEADLINE_MS + 5_000))
+            .pool_max_idle_per_host(WORKERS + 4)
+            .build()
+            .unwrap_or_else(|e| bench::fail(&e.to_string())),
+        tally: Mutex::default(),
+        stop: AtomicBool::new(false),
+        started: Instant::now(),
+        health: Mutex::default(),
+    });
+    let mut tasks: Vec<_> = (0..WORKERS)
+        .map(|w| tokio::spawn(worker(run.clone(), workload, w)))
+        .collect();
+    tasks.push(tokio::spawn(prober(run.clone())));
+
+    let steady = Duration::from_secs_f64(phase);
+    tokio::time::sleep(steady).await;
+    let fds_before = bench::proc::open_fds(f.pid()).unwrap_or(0);
+    let mut windows = Vec::new();
+    for fault in Fault::ALL {
+        progress(&format!("{name}: {}", fault.name()));
+        windows.push((fault, inject(&run, &redis, fault, phase).await));
+        tokio::time::sleep(steady).await;
+    }
+    progress(&format!("{name}: soak"));
+    let mut soak_rss = Vec::new();
+    for _ in 0..4 {
+        tokio::time::sleep(steady / 2).await;
+        soak_rss.push(bench::proc::rss_kib(f.pid()).unwrap_or(0) as f64 / 1024.0);
+    }
+    run.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let fds_after = bench::proc::open_fds(f.pid()).unwrap_or(0);
+    let health = run
+        .health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let faults: Vec<FaultResult> = windows
+        .iter()
+        .map(|(fault, (s, r))| judge(*fault, &health, *s, *r))
+        .collect();
+    let tally = std::mem::take(
+        &mut *run
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    progress(&format!(
+        "{name}: checking {} acknowledged writes",
+        tally.acked.len()
+    ));
+    let writes_lost = lost_writes(&run, workload, &tally.acked).await;
+    let process_alive = f.is_running();
+    let panics_logged = f.output().matches("panicked").count();
+    let passed = process_alive
+        && panics_logged == 0
+        && tally.deadline_misses == 0
+        && tally.transport_errors == 0
+        && writes_lost == 0
+        && faults.iter().all(|r| r.ok)
+        && fds_after <= fds_before + 4;
+    Report {
+        function: name.to_owned(),
+        faults,
+        requests: tally.sent,
+        by_status: tally.by_status,
+        error_types: tally.error_types,
+        transport_errors: tally.transport_errors,
+        deadline_misses: tally.deadline_misses,
+        max_latency_ms: tally.max_latency_ms,
+        writes_acknowledged: tally.acked.len(),
+        writes_lost,
+        process_alive,
+        panics_logged,
+        fds_before,
+        fds_after,
+        soak_rss_mib: soak_rss,
+        passed,
+    }
+}
+
+fn render(reports: &[Report], phase: f64) -> String {
+    let fmt_ms = |v: Option<f64>| v.map_or("never".to_owned(), |ms| format!("{ms:.0} ms"));
+    let mut lines = vec![format!(
+        "{} concurrent callers per function; phases of {phase} s; REQUEST_TIMEOUT_MS={DEADLINE_MS} (+{MARGIN_MS} ms margin)",
+        WORKERS
+    )];
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let count = |lo: u16, hi: u16| {
+                r.by_status
+                    .iter()
+                    .filter(|(s, _)| (lo..hi).contains(*s))
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            };
+            vec![
+                r.function.clone(),
+                r.requests.to_string(),
+                count(200, 300).to_string(),
+                count(400, 500).to_string(),
+                count(500, 600).to_string(),
+                r.error_types
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                r.transport_errors.to_string(),
+                r.deadline_misses.to_string(),
+                format!("{:.0}", r.max_latency_ms),
+                r.writes_acknowledged.to_string(),
+                r.writes_lost.to_string(),
+                format!("{}→{}", r.fds_before, r.fds_after),
+                r.soak_rss_mib
+                    .iter()
+                    .map(|v| format!("{v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                if r.passed {
+                    "PASS".into()
+                } else {
+                    "FAIL".into()
+                },
+            ]
+        })
+        .collect();
+    lines.push(table(
+        &[
+            "function",
+            "requests",
+            "2xx",
+            "4xx",
+            "5xx",
+            "5xx by kind",
+            "no answer",
+            "deadline misses",
+            "max ms",
+            "writes acked",
+            "writes lost",
+            "fds",
+            "soak RSS MiB",
+            "result",
+        ],
+        &rows,
+    ));
+    let fault_rows: Vec<Vec<String>> = reports
+        .iter()
+        .flat_map(|r| {
+            r.faults.iter().map(|f| {
+                vec![
+                    r.function.clone(),
+                    f.fault.name().to_owned(),
+                    fmt_ms(f.health_503_after_ms),
+                    fmt_ms(f.health_200_after_recovery_ms),
+                    if f.fault.is_outage() {
+                        (if f.ok { "ok" } else { "FAIL" }).to_owned()
+                    } else {
+                        "n/a (Redis reachable)".to_owned()
+                    },
+                ]
+            })
+        })
+        .collect();
+    lines.push(String::new());
+    lines.push(table(
+        &[
+            "function",
+            "fault",
+            "health 503 after",
+            "health 200 after recovery",
+            "≤1 s / ≤2 s",
+        ],
+        &fault_rows,
+    ));
+    lines.join("\n")
+}
+
+fn update_doc(text: &str) {
+    let path = std::path::Path::new("docs/reliability.md");
+    let Ok(doc) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let (begin, end) = ("<!-- chaos:begin -->", "<!-- chaos:end -->");
+    if let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) {
+        let updated = format!("{}{begin}\n```text\n{text}\n```\n{}", &doc[..b], &doc[e..]);
+        let _ = std::fs::write(path, updated);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let phase: f64 = env_or("CHAOS_PHASE_SECS", 3.0);
+    let targets: Vec<(&str, Workload)> = vec![
+        ("tebra_debug", Workload::Diagnostics),
+        ("patient_sync", Workload::PatientSync),
+    ];
+    let mut reports = Vec::new();
+    for (name, workload) in targets {
+        let bin = std::path::Path::new("target/release").join(name);
+        if !bin.is_file() {
+            bench::fail(&format!(
+                "{} is missing: run `cargo build --release` (make chaos does)",
+                bin.display()
+            ));
+        }
+        reports.push(chaos(name, &bin, workload, phase).await);
+    }
+    let text = render(&reports, phase);
+    out(&text);
+    let path = bench::write_results("chaos", &json!({ "phase_secs": phase, "reports": reports }));
+    update_doc(&text);
+    out(&format!(
+        "results: {} (and docs/reliability.md)",
+        path.display()
+    ));
+    if reports.iter().any(|r| !r.passed) {
+        bench::fail("a promise was broken (see FAIL above)");
+    }
+}
