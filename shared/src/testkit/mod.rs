@@ -13,16 +13,19 @@
 //! - `lambda`: [`LambdaRuntimeApi`], the Runtime API emulator, and [`lambda_events`].
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
+//! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
 //! - [`conformance`]: the checks every function binary passes.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+mod browser;
 pub mod conformance;
 mod lambda;
 mod logs;
 mod process;
 mod redis;
 
+pub use browser::Browser;
 pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
 pub use logs::{CapturedLogs, CapturedWriter};
 pub use process::FunctionProcess;
