@@ -293,8 +293,11 @@
       label.textContent = chart.format((max * i) / 4);
       svg.appendChild(label);
     }
+    // The last MAX_SAMPLES polls; a shorter history is spread over the
+    // width (at least ten polls' worth) rather than squeezed at the right.
     const tEnd = samples.length ? samples[samples.length - 1].t : Date.now();
-    const span = Math.max(INTERVAL * (MAX_SAMPLES - 1), 1);
+    const tFirst = samples.length ? samples[0].t : tEnd;
+    const span = Math.max(tEnd - tFirst, INTERVAL * 10, 1);
     const tStart = tEnd - span;
     const xLabelLeft = el('text', { x: x0, y: H - 6, class: 'axis' });
     xLabelLeft.textContent = '−' + duration(Math.round(span / 1000));
@@ -361,7 +364,8 @@
   function niceMax(v) {
     if (!(v > 0)) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v * 1.1 <= m * p) return m * p;
+    // Four grid steps: multiples whose quarter is a round number.
+    for (const m of [1, 2, 4, 6, 8, 10]) if (v * 1.1 <= m * p) return m * p;
     return 10 * p;
   }
 
