@@ -1,6 +1,7 @@
 //! What an engineer asks of Redis when an integration misbehaves: the
 //! server's own figures ([`ServerStats`] from `INFO`), a live latency probe
-//! ([`ping_probe`]) and the keys of one tenant ([`list_keys`]).
+//! ([`ping_probe`]), both with the client's own state in one
+//! [`RedisReport`], and the keys of one tenant ([`list_keys`]).
 //!
 //! Everything here is bounded, because it runs inside a request against a
 //! production Redis that may be slow or huge:

@@ -19,7 +19,7 @@ fn populate(server: &RedisServer) {
     let mut admin = server.admin();
     let mut pipe = redis::pipe();
     let mut flush = |pipe: &mut redis::Pipeline, force: bool| {
-        if (force && pipe.len() > 0) || pipe.len() >= 10_000 {
+        if (force && !pipe.is_empty()) || pipe.len() >= 10_000 {
             pipe.exec(&mut admin).unwrap();
             pipe.clear();
         }
