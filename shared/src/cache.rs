@@ -114,6 +114,10 @@ pub enum CacheError<E> {
     /// The computation failed. Nothing was stored.
     #[error("computing the value failed: {0}")]
     Compute(E),
+    /// Redis failed. Only [`Cache::invalidate`] returns this:
+    /// [`Cache::get_or_compute`] computes without the cache instead.
+    #[error(transparent)]
+    Redis(RedisFailure),
 }
 
 /// A cache-aside cache of one kind of value (see the module documentation).
@@ -291,11 +295,16 @@ impl Cache {
         Ok(self.outcome(value, CacheStatus::Miss, None))
     }
 
-    /// Removes the value cached under `key`. Returns whether there was one.
+    /// Removes the value cached under `key` (after the data behind it
+    /// changed). Returns whether there was one.
     ///
     /// # Errors
-    /// An unusable key, or the Redis failure.
-    pub async fn invalidate(&self, key: &str) -> Result<bool, CacheError<RedisFailure>> {
+    /// [`CacheError::Key`] for an unusable key, [`CacheError::Redis`] when
+    /// Redis fails: the stale value may then still be served until its TTL.
+    pub async fn invalidate(
+        &self,
+        key: &str,
+    ) -> Result<bool, CacheError<std::convert::Infallible>> {
         let value_key = self.value_key(key)?;
         self.client
             .run(|mut c| async move {
@@ -306,7 +315,7 @@ impl Cache {
             })
             .await
             .map(|n| n > 0)
-            .map_err(CacheError::Compute)
+            .map_err(CacheError::Redis)
     }
 
     fn outcome<T>(

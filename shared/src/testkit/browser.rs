@@ -54,9 +54,13 @@ impl Browser {
             "CHROMIUM_BIN",
             &["chromium", "chromium-browser", "google-chrome"],
         )
-        .unwrap_or_else(|| panic!("chromium was not found on PATH: {INSTALL_HINT}"));
+        .unwrap_or_else(|| {
+            panic!("chromium was not found (CHROMIUM_BIN, or chromium on PATH): {INSTALL_HINT}")
+        });
         let chromedriver = find_binary("CHROMEDRIVER_BIN", &["chromedriver"])
-            .unwrap_or_else(|| panic!("chromedriver was not found on PATH: {INSTALL_HINT}"));
+            .unwrap_or_else(|| {
+                panic!("chromedriver was not found (CHROMEDRIVER_BIN, or chromedriver on PATH): {INSTALL_HINT}")
+            });
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let driver = {

@@ -243,6 +243,11 @@ async fn a_redis_outage_computes_without_the_cache_and_says_so() {
     assert_eq!((got.value, got.status), (2, CacheStatus::Bypass));
     assert_eq!(got.failure.unwrap().kind(), ErrorKind::Connect);
     assert_eq!(client.metrics().fallbacks, 1);
+    // An invalidation cannot fall back: the caller must know it failed.
+    match cache.invalidate("k").await {
+        Err(CacheError::Redis(failure)) => assert_eq!(failure.kind(), ErrorKind::Connect),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -173,3 +173,20 @@ async fn status_reads_redis_through_the_fallback() {
     assert_eq!(down["keys"], serde_json::Value::Null);
     assert_eq!(down["degraded"], true);
 }
+
+#[test]
+fn an_invalid_time_budget_stops_the_process_with_a_clear_message() {
+    use std::time::Duration;
+    for (value, says) in [
+        ("soon", "integer from 10 to 60000"),
+        ("5", "integer from 10 to 60000"),
+        ("9500", "must be under REQUEST_TIMEOUT_MS"),
+    ] {
+        let mut f =
+            shared::testkit::FunctionProcess::spawn(BIN, &[("DEBUG_TIME_BUDGET_MS", value)]);
+        assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2), "{value}");
+        let output = f.output();
+        assert!(output.contains("DEBUG_TIME_BUDGET_MS"), "{output}");
+        assert!(output.contains(says), "{value}: {output}");
+    }
+}
