@@ -31,6 +31,14 @@ else
   sudo_if_needed systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 
+# The tebra_debug dashboard test drives a real headless Chromium through
+# chromedriver (Debian's packages; no browser download at test time).
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  say "chromium: $(chromium --version 2>/dev/null | awk '{print $2}'), chromedriver present"
+else
+  apt_install chromium chromium-driver
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo-nextest: $(cargo nextest --version | head -1)"
 else

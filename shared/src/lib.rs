@@ -27,8 +27,10 @@
 //! - [`error`]: [`RedisFailure`] and its kinds (connect, timeout, auth, other), classified by method.
 //! - [`client`]: the lazily connecting, pooled [`RedisClient`] with deadlines and half-open replacement.
 //! - [`breaker`]: the circuit breaker that fails fast while Redis is down.
+//! - [`cache`]: cache-aside with HIT/MISS reporting and stampede protection (a per-key recompute lock).
 //! - [`metrics`]: operation and error counters, rolling latency percentiles.
 //! - [`health`]: the `/redis-health` probe.
+//! - [`diagnostics`]: server figures from `INFO`, a bounded `PING` probe, a bounded `SCAN` of one tenant's keys.
 //! - [`fallback`]: run an operation, return a fallback value on a Redis failure.
 //! - [`keys`]: tenant-scoped keys (`ws:{tenant}:…`), id escaping, hash slots.
 //! - [`telemetry`]: JSON log lines for Cloud Logging / CloudWatch, text locally.
@@ -44,9 +46,11 @@
 
 pub mod app;
 pub mod breaker;
+pub mod cache;
 pub mod canonical;
 pub mod client;
 pub mod config;
+pub mod diagnostics;
 pub mod error;
 pub mod fallback;
 pub mod health;

@@ -15,11 +15,13 @@
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
 //! - `tls`: [`TlsFiles`], a CA and a server certificate generated per test.
+//! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
 //! - [`conformance`]: the checks every function binary passes.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 mod cluster;
+mod browser;
 pub mod conformance;
 mod lambda;
 mod logs;
@@ -28,6 +30,7 @@ mod redis;
 mod tls;
 
 pub use cluster::RedisCluster;
+pub use browser::Browser;
 pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
 pub use logs::{CapturedLogs, CapturedWriter};
 pub use process::FunctionProcess;
