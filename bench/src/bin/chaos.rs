@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use shared::testkit::{FunctionProcess, RedisServer};
 
 const WORKERS: usize = 50;
-const DEADLINE_MS: u64 = 2_000;
+const DEADLINE_MS: u64 = 3_000;
 const MARGIN_MS: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -369,7 +369,7 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         &[
             ("REDIS_URL", url.as_str()),
             ("REQUEST_TIMEOUT_MS", &DEADLINE_MS.to_string()),
-            ("RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("RATE_LIMIT_PER_MINUTE", "100000"),
             ("LOG_LEVEL", "warn"),
         ],
     );

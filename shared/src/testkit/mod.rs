@@ -20,8 +20,8 @@
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-mod cluster;
 mod browser;
+mod cluster;
 pub mod conformance;
 mod lambda;
 mod logs;
@@ -29,8 +29,8 @@ mod process;
 mod redis;
 mod tls;
 
-pub use cluster::RedisCluster;
 pub use browser::Browser;
+pub use cluster::RedisCluster;
 pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
 pub use logs::{CapturedLogs, CapturedWriter};
 pub use process::FunctionProcess;
