@@ -34,6 +34,10 @@
 //! - [`telemetry`]: JSON log lines for Cloud Logging / CloudWatch, text locally.
 //! - [`http`]: `serve` on Lambda or `$PORT`, common routes, [`ApiError`], [`Json`], admin auth.
 //! - [`app`]: [`AppContext`] (config + client) and the `start` / `serve` pair `main` calls.
+//! - [`store`]: [`store::StoreError`], the typed error of the session and memory stores.
+//! - [`sql`]: the PostgreSQL / MySQL pool of the `sql` backends and its migrations.
+//! - [`session`]: agent sessions (ADK semantics) behind one trait: Redis, SQL and memory backends.
+//! - [`memory_store`]: searchable, expiring agent memory behind one trait: Redis, SQL and memory backends.
 //! - `testkit` (feature `testkit`, tests only): real `redis-server` processes and their faults.
 
 pub mod app;
@@ -45,7 +49,11 @@ pub mod fallback;
 pub mod health;
 pub mod http;
 pub mod keys;
+pub mod memory_store;
 pub mod metrics;
+pub mod session;
+pub mod sql;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -13,6 +13,8 @@
 //! - `lambda`: [`LambdaRuntimeApi`], the Runtime API emulator, and [`lambda_events`].
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
+//! - `postgres`: [`PostgresServer`], a PostgreSQL server of the test's own (run as `postgres` under root).
+//! - `mariadb`: [`MariaDbServer`], a MariaDB / MySQL server of the test's own.
 //! - [`conformance`]: the checks every function binary passes.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -20,10 +22,35 @@
 pub mod conformance;
 mod lambda;
 mod logs;
+mod mariadb;
+mod postgres;
 mod process;
 mod redis;
 
 pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
 pub use logs::{CapturedLogs, CapturedWriter};
+pub use mariadb::{MariaDbServer, mariadb_bins};
+pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::FunctionProcess;
 pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
+
+/// A database name no other test uses: `t_<pid>_<counter>`.
+pub fn fresh_database_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Relaxed))
+}
+
+/// Runs one statement on `url` (a test's own setup: `CREATE DATABASE`).
+pub async fn run_sql(url: &crate::config::Secret, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test database server: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}

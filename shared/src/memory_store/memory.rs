@@ -1,0 +1,107 @@
+//! The `memory` memory backend: process memory, for development and tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    CLEANUP_BATCH, MAX_QUERY_WORDS, MemoryEntry, MemoryStore, StoreError, check_limit, entries_of,
+    matches, words,
+};
+use crate::session::{Session, UserKey, now};
+
+/// Entries of one user, ordered by time: (timestamp in µs, session, event).
+type Timeline = BTreeMap<(i64, String, String), MemoryEntry>;
+
+/// Memory in process memory. See the module documentation.
+#[derive(Debug)]
+pub struct MemoryMemoryStore {
+    ttl: Duration,
+    users: Mutex<HashMap<(String, String), Timeline>>,
+}
+
+impl MemoryMemoryStore {
+    /// An empty store whose entries expire `ttl` after their timestamp.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cutoff(&self) -> f64 {
+        now() - self.ttl.as_secs_f64()
+    }
+}
+
+fn micros(t: f64) -> i64 {
+    (t * 1e6).round() as i64
+}
+
+#[async_trait]
+impl MemoryStore for MemoryMemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn add_session(&self, session: &Session) -> Result<usize, StoreError> {
+        let (user, entries) = entries_of(session)?;
+        let cutoff = micros(self.cutoff());
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let timeline = users
+            .entry((user.app().to_owned(), user.user().to_owned()))
+            .or_default();
+        // Bounded cleanup: the oldest expired entries, at most a batch.
+        for _ in 0..CLEANUP_BATCH {
+            match timeline.first_key_value() {
+                Some(((t, _, _), _)) if *t < cutoff => {
+                    timeline.pop_first();
+                }
+                _ => break,
+            }
+        }
+        let written = entries.len();
+        for entry in entries {
+            // A session added again replaces its entries (same ids).
+            timeline.retain(|(_, s, e), _| !(s == &entry.session_id && e == &entry.event_id));
+            timeline.insert(
+                (
+                    micros(entry.timestamp),
+                    entry.session_id.clone(),
+                    entry.event_id.clone(),
+                ),
+                entry,
+            );
+        }
+        Ok(written)
+    }
+
+    async fn search(
+        &self,
+        user: &UserKey,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MemoryEntry>, StoreError> {
+        check_limit(limit)?;
+        let query_words = words(query, MAX_QUERY_WORDS);
+        if query_words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cutoff = micros(self.cutoff());
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(timeline) = users.get(&(user.app().to_owned(), user.user().to_owned())) else {
+            return Ok(Vec::new());
+        };
+        Ok(timeline
+            .iter()
+            .rev()
+            .take_while(|((t, _, _), _)| *t >= cutoff)
+            .map(|(_, e)| e)
+            .filter(|e| matches(e, &query_words))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
