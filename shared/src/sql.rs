@@ -149,6 +149,12 @@ impl Default for SqlSettings {
 }
 
 impl SqlSettings {
+    /// These settings with another connection wait.
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
     /// Reads `DATABASE_MAX_CONNECTIONS` and `DATABASE_TIMEOUT_MS`.
     ///
     /// # Errors

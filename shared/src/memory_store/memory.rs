@@ -62,8 +62,12 @@ impl MemoryStore for MemoryMemoryStore {
                 _ => break,
             }
         }
-        let written = entries.len();
-        for entry in entries {
+        let mut written = 0;
+        for entry in entries
+            .into_iter()
+            .filter(|e| micros(e.timestamp) >= cutoff)
+        {
+            written += 1;
             // A session added again replaces its entries (same ids).
             timeline.retain(|(_, s, e), _| !(s == &entry.session_id && e == &entry.event_id));
             timeline.insert(

@@ -228,8 +228,12 @@ impl SessionStore for MemorySessionStore {
             return Ok(partial_outcome(prepared, stored.updated));
         }
         let mut event = prepared.event;
+        stored.updated = if stored.seq > 0 {
+            stored.updated.max(event.timestamp)
+        } else {
+            event.timestamp
+        };
         stored.seq += 1;
-        stored.updated = stored.updated.max(event.timestamp);
         stored.expires = Instant::now() + ttl;
         event.seq = stored.seq;
         event.timestamp = stored.updated;

@@ -31,8 +31,9 @@
 //!   with `expected_seq` set, it fails with [`StoreError::Stale`] unless the
 //!   session is still at that sequence number.
 //! - Stored timestamps never go backwards: an event older than the previous
-//!   one is stored with the previous one's timestamp, so `after_timestamp`
-//!   selects a suffix of the history in every backend.
+//!   event is stored with the previous one's timestamp, so `after_timestamp`
+//!   selects a suffix of the history in every backend. `last_update_time` is
+//!   the creation time, then the last event's timestamp.
 //! - [`GetSession`]: `after_timestamp` keeps the events at or after it, then
 //!   `num_recent_events` keeps the last N of those (`0`: none).
 

@@ -68,7 +68,7 @@ if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= seq then return {-2, seq} end
 local updated = redis.call('HGET', KEYS[1], 'updated')
 if ARGV[4] == '' then return {0, seq, updated} end
 local ts = tonumber(ARGV[3])
-if tonumber(updated) > ts then ts = tonumber(updated) end
+if seq > 0 and tonumber(updated) > ts then ts = tonumber(updated) end
 local ts_text = string.format('%.6f', ts)
 seq = seq + 1
 redis.call('HSET', KEYS[1], 'seq', seq, 'updated', ts_text)

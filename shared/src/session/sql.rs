@@ -153,8 +153,13 @@ impl SqlSessionStore {
             tx.rollback().await?;
             return Ok(Ok(partial_outcome(prepared.clone(), updated)));
         }
+        // After the first event, update_time is the last event's timestamp.
+        let timestamp = if seq > 0 {
+            updated.max(prepared.event.timestamp)
+        } else {
+            prepared.event.timestamp
+        };
         let seq = seq + 1;
-        let timestamp = updated.max(prepared.event.timestamp);
         let mut event = prepared.event.clone();
         event.seq = seq;
         event.timestamp = timestamp;
