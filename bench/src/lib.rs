@@ -24,6 +24,8 @@ pub struct Stats {
     pub ops_per_sec: f64,
     /// Median latency, ms.
     pub p50_ms: f64,
+    /// 95th percentile latency, ms.
+    pub p95_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
 }
@@ -82,6 +84,7 @@ where
         ops: samples.len() as u64,
         ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
         p99_ms: pct(0.99),
     }
 }
@@ -122,6 +125,7 @@ pub fn redis_benchmark(port: u16, test: &str, clients: usize, requests: u64) -> 
         ops: requests,
         ops_per_sec: col(0),
         p50_ms: col(3),
+        p95_ms: col(4),
         p99_ms: col(5),
     }
 }
