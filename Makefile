@@ -38,6 +38,7 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks: pool comparison (prints a table, writes bench-results/*.json)
+bench: ## Benchmarks: pool comparison and session backends (print tables, write bench-results/*.json)
 	cargo build --release -p bench
 	./target/release/pool
+	./target/release/sessions
