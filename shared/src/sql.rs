@@ -54,7 +54,7 @@ impl Dialect {
         }
     }
 
-    /// `name` of this dialect.
+    /// The dialect's name: `postgres` or `mysql`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Postgres => "postgres",

@@ -15,11 +15,18 @@ use crate::session::{Session, UserKey, now};
 /// Entries of one user, ordered by time: (timestamp in µs, session, event).
 type Timeline = BTreeMap<(i64, String, String), MemoryEntry>;
 
+/// One user's memory: the timeline and where each (session, event) sits in it.
+#[derive(Debug, Default)]
+struct UserMemory {
+    timeline: Timeline,
+    at: HashMap<(String, String), i64>,
+}
+
 /// Memory in process memory. See the module documentation.
 #[derive(Debug)]
 pub struct MemoryMemoryStore {
     ttl: Duration,
-    users: Mutex<HashMap<(String, String), Timeline>>,
+    users: Mutex<HashMap<(String, String), UserMemory>>,
 }
 
 impl MemoryMemoryStore {
@@ -50,14 +57,16 @@ impl MemoryStore for MemoryMemoryStore {
         let (user, entries) = entries_of(session)?;
         let cutoff = micros(self.cutoff());
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        let timeline = users
+        let memory = users
             .entry((user.app().to_owned(), user.user().to_owned()))
             .or_default();
         // Bounded cleanup: the oldest expired entries, at most a batch.
         for _ in 0..CLEANUP_BATCH {
-            match timeline.first_key_value() {
+            match memory.timeline.first_key_value() {
                 Some(((t, _, _), _)) if *t < cutoff => {
-                    timeline.pop_first();
+                    if let Some(((_, s, e), _)) = memory.timeline.pop_first() {
+                        memory.at.remove(&(s, e));
+                    }
                 }
                 _ => break,
             }
@@ -69,15 +78,13 @@ impl MemoryStore for MemoryMemoryStore {
         {
             written += 1;
             // A session added again replaces its entries (same ids).
-            timeline.retain(|(_, s, e), _| !(s == &entry.session_id && e == &entry.event_id));
-            timeline.insert(
-                (
-                    micros(entry.timestamp),
-                    entry.session_id.clone(),
-                    entry.event_id.clone(),
-                ),
-                entry,
-            );
+            let id = (entry.session_id.clone(), entry.event_id.clone());
+            if let Some(old) = memory.at.remove(&id) {
+                memory.timeline.remove(&(old, id.0.clone(), id.1.clone()));
+            }
+            let t = micros(entry.timestamp);
+            memory.at.insert(id.clone(), t);
+            memory.timeline.insert((t, id.0, id.1), entry);
         }
         Ok(written)
     }
@@ -95,10 +102,11 @@ impl MemoryStore for MemoryMemoryStore {
         }
         let cutoff = micros(self.cutoff());
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(timeline) = users.get(&(user.app().to_owned(), user.user().to_owned())) else {
+        let Some(memory) = users.get(&(user.app().to_owned(), user.user().to_owned())) else {
             return Ok(Vec::new());
         };
-        Ok(timeline
+        Ok(memory
+            .timeline
             .iter()
             .rev()
             .take_while(|((t, _, _), _)| *t >= cutoff)

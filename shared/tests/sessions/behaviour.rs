@@ -942,3 +942,48 @@ pub async fn appends_keep_a_session_alive_past_its_first_ttl(w: &World) {
         .unwrap();
     assert_eq!(s.events.len(), 6);
 }
+
+pub async fn concurrent_appends_updating_shared_state_all_succeed(w: &World) {
+    // Twenty sessions of one app (two per user) whose appends all write the
+    // same app: and user: keys: they contend on shared rows or keys, never
+    // on a session, and every append must still succeed exactly once.
+    let mut keys = Vec::new();
+    for n in 0..20 {
+        let u = format!("u{}", n / 2);
+        let id = format!("s{n}");
+        w.sessions
+            .create(&user("agent", &u), State::new(), Some(&id))
+            .await
+            .unwrap();
+        keys.push(key("agent", &u, &id));
+    }
+    let tasks: Vec<_> = keys
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(n, k)| {
+            let store = w.sessions.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    let e = Event::text("agent", "tick")
+                        .with_state("app:last_writer", json!(n))
+                        .with_state("app:z_other", json!(i))
+                        .with_state("user:last", json!(i))
+                        .with_state("mine", json!(i));
+                    store.append_event(&k, e, None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for k in &keys {
+        let s = w.sessions.get(k, GetSession::all()).await.unwrap().unwrap();
+        assert_eq!(s.last_seq, 20);
+        assert_eq!(s.state["mine"], 19);
+        assert_eq!(s.state["user:last"], 19);
+        assert_eq!(s.state["app:z_other"], 19);
+        assert!(s.state["app:last_writer"].as_u64().unwrap() < 20);
+    }
+}

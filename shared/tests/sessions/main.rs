@@ -267,6 +267,7 @@ mod sessions_on {
         crafted_ids_reach_only_their_own_sessions,
         invalid_input_is_rejected_and_writes_nothing,
         hundred_writers_append_ten_thousand_events_without_gaps,
+        concurrent_appends_updating_shared_state_all_succeed,
     );
 }
 
