@@ -301,22 +301,18 @@ pub struct Session {
 impl Session {
     /// Applies what an append returned, as the ADK runner does to the
     /// session object it holds: the event is added and its delta applied,
-    /// `temp:` keys included (they live only in this copy).
+    /// `temp:` keys included (they live only in this copy). A partial event
+    /// (not stored) changes nothing.
     pub fn apply(&mut self, appended: &Appended) {
-        if let Some(seq) = appended.seq {
-            for (k, v) in &appended.state_delta {
-                self.state.insert(k.clone(), v.clone());
-            }
-            self.last_seq = seq;
-            self.last_update_time = appended.timestamp;
-            self.events.push(appended.event.clone());
-        } else {
-            for (k, v) in &appended.state_delta {
-                if k.starts_with(TEMP_PREFIX) {
-                    self.state.insert(k.clone(), v.clone());
-                }
-            }
+        let Some(seq) = appended.seq else {
+            return;
+        };
+        for (k, v) in &appended.state_delta {
+            self.state.insert(k.clone(), v.clone());
         }
+        self.last_seq = seq;
+        self.last_update_time = appended.timestamp;
+        self.events.push(appended.event.clone());
     }
 }
 
