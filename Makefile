@@ -13,7 +13,7 @@ NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: ## Install what the tests need on a fresh machine (redis-server, cargo-nextest, pre-commit)
+setup: ## Install what the tests need on a fresh machine (redis-server, postgresql, mariadb-server, cargo-nextest, pre-commit)
 	@scripts/setup.sh
 
 test: ## Run the tests (NAME=<crate> for one crate), against real redis-server processes
@@ -38,6 +38,7 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks: pool comparison (prints a table, writes bench-results/*.json)
+bench: ## Benchmarks: pool comparison and session backends (print tables, write bench-results/*.json)
 	cargo build --release -p bench
 	./target/release/pool
+	./target/release/session_backends

@@ -39,6 +39,22 @@ else
   apt_install chromium chromium-driver
 fi
 
+# The SQL session and memory backends are tested against PostgreSQL and
+# MariaDB servers the tests start themselves; only the binaries are needed.
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${POSTGRES_BIN_DIR:-}" ]; then
+  say "postgresql: $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
+else
+  apt_install postgresql
+  sudo_if_needed systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
+
+if command -v mariadbd >/dev/null || command -v mysqld >/dev/null || [ -x /usr/sbin/mariadbd ] || [ -n "${MARIADB_BIN_DIR:-}" ]; then
+  say "mariadb: $( (mariadbd --version || /usr/sbin/mariadbd --version || mysqld --version) 2>/dev/null | awk '{print $3}')"
+else
+  apt_install mariadb-server
+  sudo_if_needed systemctl disable --now mariadb >/dev/null 2>&1 || true
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo-nextest: $(cargo nextest --version | head -1)"
 else

@@ -28,6 +28,8 @@ pub struct Stats {
     pub ops_per_sec: f64,
     /// Median latency, ms.
     pub p50_ms: f64,
+    /// 95th percentile latency, ms.
+    pub p95_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
 }
@@ -46,6 +48,7 @@ impl Stats {
             ops: samples.len() as u64,
             ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64().max(1e-9),
             p50_ms: pct(0.50),
+            p95_ms: pct(0.95),
             p99_ms: pct(0.99),
         }
     }
@@ -159,6 +162,7 @@ fn redis_benchmark_args(port: u16, extra: &[&str], clients: usize, requests: u64
         ops: requests,
         ops_per_sec: col(0),
         p50_ms: col(3),
+        p95_ms: col(4),
         p99_ms: col(5),
     }
 }

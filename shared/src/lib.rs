@@ -42,6 +42,10 @@
 //! - [`lock`]: token lock with a TTL; only the holder releases (compare-and-delete).
 //! - [`idempotency`]: idempotency keys: first response stored 24 h, fingerprint mismatch, in-progress marker.
 //! - `token`: random tokens for locks, claims and idempotency markers.
+//! - [`store`]: [`store::StoreError`], the typed error of the session and memory stores.
+//! - [`sql`]: the PostgreSQL / MySQL pool of the `sql` backends and its migrations.
+//! - [`session`]: agent sessions (ADK semantics) behind one trait: Redis, SQL and memory backends.
+//! - [`memory_store`]: searchable, expiring agent memory behind one trait: Redis, SQL and memory backends.
 //! - `testkit` (feature `testkit`, tests only): real `redis-server` processes and their faults.
 
 pub mod app;
@@ -58,9 +62,13 @@ pub mod http;
 pub mod idempotency;
 pub mod keys;
 pub mod lock;
+pub mod memory_store;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
+pub mod session;
+pub mod sql;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

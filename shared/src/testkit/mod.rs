@@ -16,6 +16,8 @@
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
 //! - `tls`: [`TlsFiles`], a CA and a server certificate generated per test.
 //! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
+//! - `postgres`: [`PostgresServer`], a PostgreSQL server of the test's own (run as `postgres` under root).
+//! - `mariadb`: [`MariaDbServer`], a MariaDB / MySQL server of the test's own.
 //! - [`conformance`]: the checks every function binary passes.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -25,6 +27,8 @@ mod cluster;
 pub mod conformance;
 mod lambda;
 mod logs;
+mod mariadb;
+mod postgres;
 mod process;
 mod redis;
 mod tls;
@@ -33,6 +37,29 @@ pub use browser::Browser;
 pub use cluster::RedisCluster;
 pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
 pub use logs::{CapturedLogs, CapturedWriter};
+pub use mariadb::{MariaDbServer, mariadb_bins};
+pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::FunctionProcess;
 pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
 pub use tls::TlsFiles;
+
+/// A database name no other test uses: `t_<pid>_<counter>`.
+pub fn fresh_database_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Relaxed))
+}
+
+/// Runs one statement on `url` (a test's own setup: `CREATE DATABASE`).
+pub async fn run_sql(url: &crate::config::Secret, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url.expose())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test database server: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+}

@@ -1,0 +1,767 @@
+//! `sessions` as a process and as a router: the checks every function
+//! passes, each route's answers, bad input, outages, and the backend switch.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shared::config::{Config, Env};
+use shared::testkit::{FunctionProcess, PostgresServer, RedisServer, conformance};
+use shared::{AppContext, testkit::MariaDbServer};
+use tower::ServiceExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sessions");
+
+#[tokio::test]
+async fn serves_redis_health_as_a_server() {
+    conformance::server_mode(BIN).await;
+}
+
+#[tokio::test]
+async fn answers_503_quickly_and_stays_up_when_redis_is_unreachable() {
+    conformance::unreachable_redis(BIN).await;
+}
+
+#[tokio::test]
+async fn serves_lambda_invocations_through_the_runtime_api() {
+    conformance::lambda_mode(BIN).await;
+}
+
+#[tokio::test]
+async fn answers_lambda_http_request_fixtures() {
+    let (app, _redis) = spawn_app(&[]).await;
+    conformance::lambda_fixtures(app).await;
+}
+
+#[test]
+fn an_invalid_setting_stops_the_process_with_a_clear_message() {
+    conformance::config_error(BIN);
+}
+
+#[tokio::test]
+async fn exits_cleanly_on_sigterm() {
+    conformance::graceful_shutdown(BIN).await;
+}
+
+/// The router on a Redis of its own, with extra settings.
+async fn spawn_app(vars: &[(&str, &str)]) -> (Router, RedisServer) {
+    let redis = RedisServer::start();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut config = Config::from_lookup(&lookup).unwrap();
+    config.redis = redis.config();
+    let ctx = AppContext::new(config).unwrap();
+    let stores = sessions::Stores::connect(&ctx, &Env::from_fn(&lookup))
+        .await
+        .unwrap();
+    (sessions::app(ctx, stores), redis)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let (status, _, body) = call_raw(
+        app,
+        method,
+        uri,
+        body.map(|b| b.to_string()),
+        "application/json",
+    )
+    .await;
+    (status, body)
+}
+
+async fn call_raw(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<String>,
+    content_type: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header("content-type", content_type);
+    }
+    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
+    };
+    (status, headers, value)
+}
+
+const BASE: &str = "/apps/agent/users/alice";
+
+#[tokio::test]
+async fn create_answers_201_and_409_when_the_id_exists() {
+    let (app, _redis) = spawn_app(&[]).await;
+    let body = json!({"session_id": "s1", "state": {"step": 1, "app:theme": "dark", "temp:x": 1}});
+    let (status, s) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["id"], "s1");
+    assert_eq!(s["app_name"], "agent");
+    assert_eq!(s["user_id"], "alice");
+    assert_eq!(s["state"], json!({"step": 1, "app:theme": "dark"}));
+    assert_eq!(s["last_seq"], 0);
+    let (status, err) = call(&app, "POST", &format!("{BASE}/sessions"), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(err["error"]["code"], "already_exists");
+    let (status, s) = call(&app, "POST", &format!("{BASE}/sessions"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(s["id"].as_str().unwrap().len(), 32, "a fresh id: {s}");
+}
+
+#[tokio::test]
+async fn get_answers_404_when_absent_and_200_with_the_events_asked_for() {
+    let (app, _redis) = spawn_app(&[]).await;
+    let (status, err) = call(&app, "GET", &format!("{BASE}/sessions/nope"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "not_found");
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    for i in 0..5 {
+        let event = json!({"author": "user", "timestamp": 1_900_000_000.0 + f64::from(i), "content": {"parts": [{"text": format!("m{i}")}]}});
+        let (status, r) = call(
+            &app,
+            "POST",
+            &format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": event})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(r["seq"], i + 1);
+        assert_eq!(r["stored"], true);
+    }
+    let seqs = |v: &Value| {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (_, s) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(seqs(&s), [1, 2, 3, 4, 5]);
+    assert_eq!(s["last_seq"], 5);
+    let (_, s) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/sessions/s?num_recent_events=2"),
+        None,
+    )
+    .await;
+    assert_eq!(seqs(&s), [4, 5]);
+    let (_, s) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/sessions/s?after_timestamp=1900000002.5"),
+        None,
+    )
+    .await;
+    assert_eq!(seqs(&s), [4, 5]);
+    let (_, s) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/sessions/s?after_timestamp=1900000001&num_recent_events=1"),
+        None,
+    )
+    .await;
+    assert_eq!(seqs(&s), [5]);
+}
+
+#[tokio::test]
+async fn list_and_delete_answer_200_and_204() {
+    let (app, _redis) = spawn_app(&[]).await;
+    for id in ["b", "a"] {
+        call(
+            &app,
+            "POST",
+            &format!("{BASE}/sessions"),
+            Some(json!({"session_id": id})),
+        )
+        .await;
+    }
+    call(
+        &app,
+        "POST",
+        "/apps/agent/users/bob/sessions",
+        Some(json!({"session_id": "c"})),
+    )
+    .await;
+    let (status, list) = call(&app, "GET", &format!("{BASE}/sessions"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    for _ in 0..2 {
+        let (status, body) = call(&app, "DELETE", &format!("{BASE}/sessions/a"), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "deleting twice is fine");
+        assert_eq!(body, Value::Null);
+    }
+    let (_, list) = call(&app, "GET", &format!("{BASE}/sessions"), None).await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn append_answers_200_404_without_a_session_and_409_when_stale() {
+    let (app, _redis) = spawn_app(&[]).await;
+    let url = format!("{BASE}/sessions/s/events");
+    let event = json!({"author": "user", "content": {"parts": [{"text": "hi"}]}, "actions": {"state_delta": {"temp:t": 1, "user:lang": "pt"}}});
+    let (status, err) = call(&app, "POST", &url, Some(json!({"event": event}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "not_found");
+    let (status, _) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the failed append created nothing"
+    );
+
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    let (status, r) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": event, "expected_seq": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["seq"], 1);
+    assert_eq!(r["state_delta"], json!({"temp:t": 1, "user:lang": "pt"}));
+    let (status, err) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": event, "expected_seq": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(err["error"]["code"], "stale");
+    let partial =
+        json!({"author": "agent", "partial": true, "content": {"parts": [{"text": "stre"}]}});
+    let (status, r) = call(&app, "POST", &url, Some(json!({"event": partial}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["stored"], false);
+    assert_eq!(r["seq"], Value::Null);
+    let (_, s) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(s["last_seq"], 1);
+    assert_eq!(s["state"], json!({"user:lang": "pt"}));
+}
+
+#[tokio::test]
+async fn memory_remembers_a_session_and_finds_it_by_word() {
+    let (app, _redis) = spawn_app(&[]).await;
+    let (status, err) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/memory"),
+        Some(json!({"session_id": "nope"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    for text in ["tours em Paris", "hotel in Rome", "Paris at night"] {
+        let event = json!({"author": "user", "content": {"parts": [{"text": text}]}});
+        call(
+            &app,
+            "POST",
+            &format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": event})),
+        )
+        .await;
+    }
+    let (status, r) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/memory"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["added"], 3);
+    let (status, r) = call(
+        &app,
+        "GET",
+        &format!("{BASE}/memory?query=paris&limit=5"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let texts: Vec<&str> = r["memories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Paris at night", "tours em Paris"]);
+    let (_, r) = call(
+        &app,
+        "GET",
+        "/apps/agent/users/bob/memory?query=paris",
+        None,
+    )
+    .await;
+    assert!(
+        r["memories"].as_array().unwrap().is_empty(),
+        "another user's memory: {r}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_answers_4xx_json_and_writes_nothing() {
+    let (app, redis) = spawn_app(&[]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    let dump = || {
+        let mut conn = redis.admin();
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys.sort();
+        keys.iter()
+            .map(|k| {
+                let v: Vec<u8> = redis::cmd("DUMP").arg(k).query(&mut conn).unwrap();
+                format!("{k}={v:?}")
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = dump();
+    let long = "x".repeat(300);
+    let event = json!({"author": "user"});
+    let cases: Vec<(&str, String, Option<String>, &str, u16)> = vec![
+        (
+            "POST",
+            "/apps/bad:app/users/u/sessions".into(),
+            Some("{}".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            "/apps/%7Bagent%7D/users/u/sessions".into(),
+            Some("{}".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("/apps/agent/users/{long}/sessions"),
+            Some("{}".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            "/apps/agent/users/%FF%FE/sessions".into(),
+            Some("{}".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            "/apps/agent/users/a%00b/sessions".into(),
+            Some("{}".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some(json!({"session_id": long}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some(json!({"session_id": "n", "state": {"app:": 1}}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some(json!({"session_id": "n", "state": [1]}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some(json!({"session_id": "n", "surprise": 1}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some("{\"session_id\": ".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions"),
+            Some("session_id=n".into()),
+            "application/x-www-form-urlencoded",
+            415,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": event, "expected_seq": -1}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": {"timestamp": -3}}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": {"timestamp": "later-x9"}}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": {"id": long}}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"event": {"actions": {"state_delta": {"user:": 1}}}}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some(json!({"expected_seq": 0}).to_string()),
+            "application/json",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/sessions/s/events"),
+            Some("[]".into()),
+            "application/json",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/sessions/s?num_recent_events=-1"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/sessions/s?num_recent_events=many"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/sessions/s?after_timestamp=soon"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/sessions/s?after_timestamp=inf"),
+            None,
+            "",
+            400,
+        ),
+        ("GET", format!("{BASE}/sessions/s?nope=1"), None, "", 400),
+        ("GET", format!("{BASE}/memory"), None, "", 400),
+        (
+            "GET",
+            format!("{BASE}/memory?query=x&limit=0"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/memory?query=x&limit=1000"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{BASE}/memory?query={}", "q".repeat(2_000)),
+            None,
+            "",
+            400,
+        ),
+        (
+            "POST",
+            format!("{BASE}/memory"),
+            Some(json!({"session_id": ""}).to_string()),
+            "application/json",
+            400,
+        ),
+        ("PUT", format!("{BASE}/sessions/s"), None, "", 405),
+        ("GET", format!("{BASE}/sessions/s/nothing"), None, "", 404),
+    ];
+    for (method, uri, body, content_type, expected) in cases {
+        let (status, _, reply) = call_raw(&app, method, &uri, body.clone(), content_type).await;
+        assert_eq!(
+            status.as_u16(),
+            expected,
+            "{method} {uri} {body:?}: {reply}"
+        );
+        assert!(
+            reply["error"]["code"].is_string(),
+            "{method} {uri}: {reply}"
+        );
+        assert!(
+            reply["error"]["message"].is_string(),
+            "{method} {uri}: {reply}"
+        );
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains(&long) && !message.contains("later-x9"),
+            "{message}"
+        );
+    }
+    assert_eq!(dump(), before, "rejected requests wrote nothing");
+}
+
+#[tokio::test]
+async fn an_expired_session_answers_404_and_an_append_does_not_bring_it_back() {
+    let (app, redis) = spawn_app(&[("REDIS_SESSION_TTL", "1")]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (status, _) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let event = json!({"author": "user", "content": {"parts": [{"text": "hello?"}]}});
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions/s/events"),
+        Some(json!({"event": event})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*session*")
+        .query(&mut redis.admin())
+        .unwrap();
+    assert!(
+        keys.is_empty(),
+        "nothing of the session came back: {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_with_retry_after() {
+    let (app, mut redis) = spawn_app(&[]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    redis.stop();
+    let event = json!({"author": "user", "content": {"parts": [{"text": "hi"}]}});
+    let (status, headers, body) = call_raw(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions/s/events"),
+        Some(json!({"event": event}).to_string()),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert!(headers.get("retry-after").is_some());
+}
+
+/// The binary on the `sql` backend (the rollback path), then back on
+/// `redis`: the same routes answer the same way, and the database URL's
+/// password never reaches the output.
+async fn backend_switch(url: &str) {
+    let redis = RedisServer::start();
+    for backend in ["sql", "redis", "memory"] {
+        let mut f = FunctionProcess::spawn(
+            BIN,
+            &[
+                ("REDIS_URL", &redis.url()),
+                ("SESSION_BACKEND", backend),
+                ("MEMORY_BACKEND", backend),
+                ("DATABASE_URL", url),
+            ],
+        );
+        f.wait_ready(Duration::from_secs(30)).await;
+        let base = format!("{}/apps/agent/users/alice", f.base_url());
+        let http = reqwest::Client::new();
+        let created = http
+            .post(format!("{base}/sessions"))
+            .json(&json!({"session_id": backend, "state": {"app:backend": backend}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201, "{backend}: {}", f.output());
+        let again = http
+            .post(format!("{base}/sessions"))
+            .json(&json!({"session_id": backend}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409, "{backend}");
+        let event = json!({"event": {"author": "user", "content": {"parts": [{"text": "hello rollback"}]}}});
+        let appended: Value = http
+            .post(format!("{base}/sessions/{backend}/events"))
+            .json(&event)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(appended["seq"], 1, "{backend}: {appended}");
+        let memory = http
+            .post(format!("{base}/memory"))
+            .json(&json!({"session_id": backend}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(memory.status(), 200, "{backend}");
+        let found: Value = http
+            .get(format!("{base}/memory?query=rollback"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            found["memories"].as_array().unwrap().len(),
+            1,
+            "{backend}: {found}"
+        );
+        let s: Value = http
+            .get(format!("{base}/sessions/{backend}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            s["events"][0]["content"]["parts"][0]["text"],
+            "hello rollback"
+        );
+        assert!(f.output().contains("stores ready"), "{}", f.output());
+        assert!(
+            !f.output().contains("pw-7f3a"),
+            "the password reached the logs:\n{}",
+            f.output()
+        );
+        assert_eq!(f.terminate(Duration::from_secs(10)), Some(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_between_postgres_redis_and_memory_backends_by_configuration() {
+    let pg = PostgresServer::start();
+    let db = pg.create_database().await;
+    // Trust authentication accepts any password: it is there to be hidden.
+    let url = db.expose().replace("postgres@", "postgres:pw-7f3a@");
+    backend_switch(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_between_mariadb_redis_and_memory_backends_by_configuration() {
+    let maria = MariaDbServer::start();
+    let db = maria.create_database().await;
+    let url = db.expose().replace("root@", "root:pw-7f3a@");
+    backend_switch(&url).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_the_process_without_printing_the_password() {
+    let redis = RedisServer::start();
+    let url = format!(
+        "postgres://u:pw-7f3a@127.0.0.1:{}/db",
+        shared::testkit::free_port()
+    );
+    let mut f = FunctionProcess::spawn(
+        BIN,
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("SESSION_BACKEND", "sql"),
+            ("DATABASE_URL", &url),
+            ("DATABASE_TIMEOUT_MS", "500"),
+        ],
+    );
+    assert_eq!(
+        f.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        f.output()
+    );
+    assert!(f.output().contains("stores"), "{}", f.output());
+    assert!(!f.output().contains("pw-7f3a"), "{}", f.output());
+}

@@ -1,0 +1,320 @@
+//! The session and memory stores against every backend: one behaviour suite
+//! (`behaviour.rs`, `memory.rs`) instantiated unchanged for Redis,
+//! PostgreSQL, MariaDB and process memory, each test with servers of its
+//! own started by the test kit; then what only one backend can show
+//! (`redis_keys.rs`: TTLs, hash slots, round trips, crafted ids against the
+//! key space; `faults.rs`: servers that go away).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod behaviour;
+mod faults;
+mod memory;
+mod redis_keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::config::{Backend, Config};
+use shared::memory_store::{self, MemoryStore};
+use shared::session::{self, SessionStore};
+use shared::sql::{SqlDatabase, SqlSettings};
+use shared::testkit::{MariaDbServer, PostgresServer, RedisServer};
+use shared::{Secret, config::StoreConfig};
+use sqlx::Row;
+
+/// Which backend a [`World`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Postgres,
+    MariaDb,
+    Memory,
+}
+
+/// The stores of one test, on their own servers, and a way to look at
+/// everything they stored.
+#[derive(Debug)]
+pub struct World {
+    pub kind: Kind,
+    pub sessions: Arc<dyn SessionStore>,
+    pub memory: Arc<dyn MemoryStore>,
+    pub redis: RedisServer,
+    pub db: Option<SqlDatabase>,
+    pub postgres: Option<PostgresServer>,
+    pub mariadb: Option<MariaDbServer>,
+}
+
+impl World {
+    pub async fn new(kind: Kind) -> Self {
+        Self::with_ttl(kind, Duration::from_secs(3600)).await
+    }
+
+    /// A world whose sessions expire `ttl` after their last write (Redis and memory).
+    pub async fn with_ttl(kind: Kind, ttl: Duration) -> Self {
+        let redis = RedisServer::start();
+        let (postgres, mariadb, url) = match kind {
+            Kind::Postgres => {
+                let server = PostgresServer::start();
+                let url = server.create_database().await;
+                (Some(server), None, Some(url))
+            }
+            Kind::MariaDb => {
+                let server = MariaDbServer::start();
+                let url = server.create_database().await;
+                (None, Some(server), Some(url))
+            }
+            Kind::Redis | Kind::Memory => (None, None, None),
+        };
+        let backend = match kind {
+            Kind::Redis => "redis",
+            Kind::Postgres | Kind::MariaDb => "sql",
+            Kind::Memory => "memory",
+        };
+        let ttl_secs = ttl.as_secs().max(1).to_string();
+        let url_text = url.as_ref().map(|u| u.expose().to_owned());
+        let mut config = Config::from_lookup(|name| match name {
+            "SESSION_BACKEND" | "MEMORY_BACKEND" => Some(backend.to_owned()),
+            "REDIS_SESSION_TTL" => Some(ttl_secs.clone()),
+            "DATABASE_URL" => url_text.clone(),
+            _ => None,
+        })
+        .unwrap();
+        config.redis = redis.config();
+        let stores: &StoreConfig = &config.stores;
+        let db = match &url {
+            Some(url) => {
+                let settings = SqlSettings::default().with_acquire_timeout(Duration::from_secs(2));
+                let db = SqlDatabase::connect_lazy(url, settings).unwrap();
+                db.migrate().await.unwrap();
+                Some(db)
+            }
+            None => None,
+        };
+        let client = redis.client();
+        let mut stores = stores.clone();
+        stores.session_ttl = ttl;
+        let sessions = session::open(&stores, &client, db.as_ref()).unwrap();
+        let memory = memory_store::open(&stores, &client, db.as_ref()).unwrap();
+        assert_eq!(
+            sessions.backend(),
+            match stores.session_backend {
+                Backend::Redis => "redis",
+                Backend::Sql => "sql",
+                _ => "memory",
+            }
+        );
+        Self {
+            kind,
+            sessions,
+            memory,
+            redis,
+            db,
+            postgres,
+            mariadb,
+        }
+    }
+
+    /// Everything stored, as text: every Redis key with its contents, or
+    /// every row of every table. `None` for process memory.
+    pub async fn dump(&self) -> Option<String> {
+        match self.kind {
+            Kind::Memory => None,
+            Kind::Redis => Some(redis_dump(&self.redis)),
+            Kind::Postgres | Kind::MariaDb => Some(sql_dump(self.db.as_ref().unwrap()).await),
+        }
+    }
+}
+
+/// Every key of a server with its type and contents, sorted.
+pub fn redis_dump(server: &RedisServer) -> String {
+    let mut conn = server.admin();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    keys.sort();
+    let mut out = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+        let value: redis::Value = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut conn)
+                .unwrap(),
+            "set" => redis::cmd("SMEMBERS").arg(&key).query(&mut conn).unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut conn)
+                .unwrap(),
+            _ => redis::cmd("GET")
+                .arg(&key)
+                .query(&mut conn)
+                .unwrap_or(redis::Value::Nil),
+        };
+        out.push_str(&format!("{key} {kind} {value:?}\n"));
+    }
+    out
+}
+
+/// Every row of the stores' tables, as text.
+pub async fn sql_dump(db: &SqlDatabase) -> String {
+    let tables = [
+        (
+            "adk_sessions",
+            "app_name, user_id, id, state, CAST(seq AS CHAR(20)) AS seq",
+        ),
+        ("adk_events", "app_name, user_id, session_id, event"),
+        ("adk_app_states", "app_name, state_key, value"),
+        ("adk_user_states", "app_name, user_id, state_key, value"),
+        ("memory_entries", "app_name, user_id, session_id, text"),
+        ("memory_words", "app_name, user_id, word"),
+    ];
+    let mut out = String::new();
+    for (table, columns) in tables {
+        let columns = if db.dialect() == shared::sql::Dialect::Postgres {
+            columns.replace("CHAR(20)", "TEXT")
+        } else {
+            columns.to_owned()
+        };
+        let sql = format!("SELECT {columns} FROM {table} ORDER BY 1, 2, 3");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        let mut lines: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<String, _>(i).unwrap())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect();
+        lines.sort();
+        for line in lines {
+            out.push_str(&format!("{table}: {line}\n"));
+        }
+    }
+    out
+}
+
+/// A database URL that nothing answers at, for configuration tests.
+pub fn unreachable_database_url() -> Secret {
+    Secret::new(format!(
+        "postgres://postgres@127.0.0.1:{}/none",
+        shared::testkit::free_port()
+    ))
+}
+
+/// Instantiates every behaviour test for every backend: `redis::<test>`,
+/// `postgres::<test>`, `mariadb::<test>`, `memory::<test>`.
+macro_rules! for_every_backend {
+    ($module:ident: $($test:ident),* $(,)?) => {
+        mod redis { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let world = crate::World::new(crate::Kind::Redis).await;
+                crate::$module::$test(&world).await;
+            }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let world = crate::World::new(crate::Kind::Postgres).await;
+                crate::$module::$test(&world).await;
+            }
+        )* }
+        mod mariadb { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let world = crate::World::new(crate::Kind::MariaDb).await;
+                crate::$module::$test(&world).await;
+            }
+        )* }
+        mod memory { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let world = crate::World::new(crate::Kind::Memory).await;
+                crate::$module::$test(&world).await;
+            }
+        )* }
+    };
+}
+pub(crate) use for_every_backend;
+
+mod sessions_on {
+    crate::for_every_backend!(behaviour:
+        create_then_get_returns_the_session_and_its_state,
+        create_with_a_taken_id_fails_with_already_exists,
+        concurrent_creates_of_one_id_have_exactly_one_winner,
+        get_of_an_absent_session_is_none,
+        list_returns_only_that_users_sessions,
+        delete_removes_the_session_and_is_idempotent,
+        appends_get_gapless_sequence_numbers_and_are_read_in_order,
+        num_recent_events_returns_the_last_n,
+        after_timestamp_returns_events_at_or_after_it,
+        stored_timestamps_never_go_backwards,
+        app_state_is_shared_by_users_and_user_state_by_sessions,
+        temp_state_is_returned_by_the_append_but_never_stored,
+        partial_events_are_not_stored,
+        append_to_an_absent_session_fails_and_creates_nothing,
+        stale_expected_seq_fails_and_writes_nothing,
+        a_session_is_identified_by_app_user_and_id,
+        crafted_ids_reach_only_their_own_sessions,
+        invalid_input_is_rejected_and_writes_nothing,
+        hundred_writers_append_ten_thousand_events_without_gaps,
+        concurrent_appends_updating_shared_state_all_succeed,
+    );
+}
+
+/// Expiry: the backends with a TTL (the SQL one is durable by design).
+mod expiry_on {
+    mod redis {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expired_session_is_gone_and_an_append_does_not_bring_it_back() {
+            let world =
+                crate::World::with_ttl(crate::Kind::Redis, std::time::Duration::from_secs(1)).await;
+            crate::behaviour::expired_session_is_gone_and_an_append_does_not_bring_it_back(&world)
+                .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn appends_keep_a_session_alive_past_its_first_ttl() {
+            let world =
+                crate::World::with_ttl(crate::Kind::Redis, std::time::Duration::from_secs(1)).await;
+            crate::behaviour::appends_keep_a_session_alive_past_its_first_ttl(&world).await;
+        }
+    }
+    mod memory {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expired_session_is_gone_and_an_append_does_not_bring_it_back() {
+            let world =
+                crate::World::with_ttl(crate::Kind::Memory, std::time::Duration::from_secs(1))
+                    .await;
+            crate::behaviour::expired_session_is_gone_and_an_append_does_not_bring_it_back(&world)
+                .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn appends_keep_a_session_alive_past_its_first_ttl() {
+            let world =
+                crate::World::with_ttl(crate::Kind::Memory, std::time::Duration::from_secs(1))
+                    .await;
+            crate::behaviour::appends_keep_a_session_alive_past_its_first_ttl(&world).await;
+        }
+    }
+}
+
+mod memory_on {
+    crate::for_every_backend!(memory:
+        search_finds_word_matches_newest_first,
+        search_is_scoped_to_the_app_and_the_user,
+        adding_a_session_again_does_not_duplicate_entries,
+        entries_older_than_the_ttl_are_never_returned,
+        search_limit_is_validated,
+    );
+}

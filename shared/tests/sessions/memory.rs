@@ -1,0 +1,179 @@
+//! What every memory backend does, written once against the trait.
+
+use shared::memory_store::MAX_LIMIT;
+use shared::session::{Event, GetSession, Session, SessionKey, State, StoreError, UserKey};
+
+use crate::World;
+
+/// A session of `app`/`user` with one event per `(timestamp, text)`.
+async fn session_with(
+    w: &World,
+    app: &str,
+    user: &str,
+    id: &str,
+    turns: &[(f64, &str)],
+) -> Session {
+    let u = UserKey::new(app, user).unwrap();
+    let k = SessionKey::new(app, user, id).unwrap();
+    w.sessions.create(&u, State::new(), Some(id)).await.unwrap();
+    for (t, text) in turns {
+        let mut e = Event::text("user", text);
+        e.timestamp = *t;
+        w.sessions.append_event(&k, e, None).await.unwrap();
+    }
+    w.sessions
+        .get(&k, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+pub async fn search_finds_word_matches_newest_first(w: &World) {
+    let t = now() - 1_000.0;
+    let s = session_with(
+        w,
+        "agent",
+        "alice",
+        "trip",
+        &[
+            (t, "Busca tours em Paris"),
+            (t + 1.0, "Hotels near the Louvre"),
+            (t + 2.0, "PARIS by night: tours!"),
+            (t + 3.0, "weather tomorrow"),
+        ],
+    )
+    .await;
+    assert_eq!(w.memory.add_session(&s).await.unwrap(), 4);
+    let u = UserKey::new("agent", "alice").unwrap();
+    let hits = w.memory.search(&u, "paris", 10).await.unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["PARIS by night: tours!", "Busca tours em Paris"]);
+    assert_eq!(hits[0].session_id, "trip");
+    assert_eq!(hits[0].author, "user");
+    let any_word = w.memory.search(&u, "louvre, weather?", 10).await.unwrap();
+    let texts: Vec<&str> = any_word.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["weather tomorrow", "Hotels near the Louvre"]);
+    let limited = w.memory.search(&u, "tours paris", 1).await.unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].text, "PARIS by night: tours!");
+    assert!(
+        w.memory.search(&u, "par", 10).await.unwrap().is_empty(),
+        "whole words only"
+    );
+    assert!(w.memory.search(&u, "  ", 10).await.unwrap().is_empty());
+}
+
+pub async fn search_is_scoped_to_the_app_and_the_user(w: &World) {
+    let t = now() - 100.0;
+    for (app, user) in [("agent", "alice"), ("agent", "bob"), ("other", "alice")] {
+        let s = session_with(
+            w,
+            app,
+            user,
+            "s",
+            &[(t, &format!("secret of {app} {user}"))],
+        )
+        .await;
+        w.memory.add_session(&s).await.unwrap();
+    }
+    for (app, user) in [("agent", "alice"), ("agent", "bob"), ("other", "alice")] {
+        let hits = w
+            .memory
+            .search(&UserKey::new(app, user).unwrap(), "secret", 10)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1, "{app}/{user}");
+        assert_eq!(hits[0].text, format!("secret of {app} {user}"));
+    }
+    let crafted = UserKey::new("agent", "alice:*").unwrap();
+    assert!(
+        w.memory
+            .search(&crafted, "secret", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn adding_a_session_again_does_not_duplicate_entries(w: &World) {
+    let t = now() - 100.0;
+    let s = session_with(w, "agent", "alice", "s", &[(t, "first visit to Lisbon")]).await;
+    w.memory.add_session(&s).await.unwrap();
+    let k = SessionKey::new("agent", "alice", "s").unwrap();
+    let mut e = Event::text("user", "second visit to Lisbon");
+    e.timestamp = t + 1.0;
+    w.sessions.append_event(&k, e, None).await.unwrap();
+    let s = w
+        .sessions
+        .get(&k, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap();
+    w.memory.add_session(&s).await.unwrap();
+    let hits = w
+        .memory
+        .search(&UserKey::new("agent", "alice").unwrap(), "lisbon", 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["second visit to Lisbon", "first visit to Lisbon"]);
+}
+
+pub async fn entries_older_than_the_ttl_are_never_returned(w: &World) {
+    // The worlds keep memory for the default 30 days.
+    let day = 86_400.0;
+    let t = now();
+    let s = session_with(
+        w,
+        "agent",
+        "alice",
+        "old",
+        &[
+            (t - 31.0 * day, "ancient kyoto trip"),
+            (t - 29.0 * day, "recent kyoto trip"),
+        ],
+    )
+    .await;
+    w.memory.add_session(&s).await.unwrap();
+    let hits = w
+        .memory
+        .search(&UserKey::new("agent", "alice").unwrap(), "kyoto", 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, ["recent kyoto trip"]);
+    if let Some(dump) = w.dump().await {
+        // The session keeps its events; the memory must not keep the old one.
+        let memory: Vec<&str> = dump.lines().filter(|l| l.contains("memory")).collect();
+        assert!(memory.iter().any(|l| l.contains("recent")), "{dump}");
+        assert!(
+            !memory.iter().any(|l| l.contains("ancient")),
+            "an expired entry was kept:\n{dump}"
+        );
+    }
+}
+
+pub async fn search_limit_is_validated(w: &World) {
+    let u = UserKey::new("agent", "alice").unwrap();
+    for limit in [0, MAX_LIMIT + 1] {
+        let err = w.memory.search(&u, "x", limit).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid { field: "limit", .. }),
+            "{err}"
+        );
+    }
+    assert!(
+        w.memory
+            .search(&u, "x", MAX_LIMIT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
