@@ -634,7 +634,12 @@ fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != ".terraform") {
+            // .terraform: downloaded providers and modules; fixtures: the
+            // checkov policies' counter-examples, wrong on purpose.
+            if path
+                .file_name()
+                .is_some_and(|n| n != ".terraform" && n != "fixtures")
+            {
                 tf_files(&path, out);
             }
         } else if path.extension().is_some_and(|e| e == "tf") {
