@@ -421,7 +421,7 @@ pub struct IntervalMetrics {
     /// Failed round trips by kind.
     pub errors: ErrorCounts,
     /// Round trips that took at least
-    /// [`SLOW_OPERATION_THRESHOLD_MS`](crate::telemetry::names::SLOW_OPERATION_THRESHOLD_MS).
+    /// [`SLOW_OPERATION_THRESHOLD_MS`].
     pub slow_operations: u64,
     /// Operations refused because the circuit was open.
     pub circuit_rejections: u64,
@@ -475,7 +475,7 @@ pub struct MetricsSnapshot {
     /// Failed round trips by kind since start.
     pub errors: ErrorCounts,
     /// Round trips that took at least
-    /// [`SLOW_OPERATION_THRESHOLD_MS`](crate::telemetry::names::SLOW_OPERATION_THRESHOLD_MS)
+    /// [`SLOW_OPERATION_THRESHOLD_MS`]
     /// since start.
     pub slow_operations: u64,
     /// Operations refused without trying because the circuit was open.

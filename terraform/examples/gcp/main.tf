@@ -23,6 +23,12 @@ variable "project_id" {
   type        = string
 }
 
+variable "slack_channel_name" {
+  description = "Slack channel for alerts (with #), or null."
+  type        = string
+  default     = null
+}
+
 variable "slack_auth_token" {
   description = "OAuth token of the Cloud Monitoring Slack app."
   type        = string
@@ -47,7 +53,7 @@ module "alerting" {
   }
   runbook_base_url      = "https://github.com/example-org/redis-functions/blob/main/terraform/runbooks"
   notification_emails   = ["oncall@example.com"]
-  slack_channel_name    = var.slack_auth_token == null ? null : "#redis-alerts"
+  slack_channel_name    = var.slack_channel_name
   slack_auth_token      = var.slack_auth_token
   pagerduty_service_key = var.pagerduty_service_key
   memorystore_instances = ["redis-main"]

@@ -107,7 +107,8 @@ resource "aws_sns_topic_subscription" "email_probe" {
 }
 
 resource "aws_sns_topic_subscription" "pagerduty" {
-  count = var.pagerduty_endpoint == null ? 0 : 1
+  # Whether an endpoint is set is not a secret (the URL is): count may not be sensitive.
+  count = nonsensitive(var.pagerduty_endpoint != null) ? 1 : 0
 
   topic_arn              = aws_sns_topic.page.arn
   protocol               = "https"
@@ -117,7 +118,7 @@ resource "aws_sns_topic_subscription" "pagerduty" {
 
 resource "aws_sns_topic_subscription" "pagerduty_probe" {
   provider = aws.us_east_1
-  count    = var.pagerduty_endpoint == null ? 0 : 1
+  count    = nonsensitive(var.pagerduty_endpoint != null) ? 1 : 0
 
   topic_arn              = aws_sns_topic.probe_page.arn
   protocol               = "https"

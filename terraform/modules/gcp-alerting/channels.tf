@@ -35,7 +35,8 @@ resource "google_monitoring_notification_channel" "slack" {
 }
 
 resource "google_monitoring_notification_channel" "pagerduty" {
-  count = var.pagerduty_service_key == null ? 0 : 1
+  # Whether a key is set is not a secret (the key is): count may not be sensitive.
+  count = nonsensitive(var.pagerduty_service_key != null) ? 1 : 0
 
   project      = var.project_id
   display_name = "Redis functions: PagerDuty on-call"
