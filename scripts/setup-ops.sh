@@ -85,8 +85,14 @@ args = sys.argv[1:]
 if not args:
     sys.exit("usage: terraform <command> [args]")
 code, out, err = TerraformCommand.run(args[0], args[1:])
+err = err or ""
+# The library looks for ~/.terraformrc whatever TF_CLI_CONFIG_FILE says and
+# warns when it is absent; that warning says nothing about the files checked.
+marker = "There are some problems with the CLI configuration:"
+if err.startswith(marker) and ".terraformrc" in err.split("\u2575", 1)[0]:
+    err = err.split("\u2575", 1)[1].lstrip("\n")
 sys.stdout.write(out or "")
-sys.stderr.write(err or "")
+sys.stderr.write(err)
 sys.exit(code)
 ' "\$@"
 LAUNCHER

@@ -125,19 +125,6 @@ pub const METRICS: &[(&str, Unit)] = &[
     (HTTP_5XX, Unit::Count),
 ];
 
-/// The error-kind field of a Redis error kind, for the kinds a round trip
-/// can end with.
-pub fn error_field(kind: crate::error::ErrorKind) -> Option<&'static str> {
-    use crate::error::ErrorKind;
-    match kind {
-        ErrorKind::Connect => Some(ERRORS_CONNECT),
-        ErrorKind::Timeout => Some(ERRORS_TIMEOUT),
-        ErrorKind::Auth => Some(ERRORS_AUTH),
-        ErrorKind::Other => Some(ERRORS_OTHER),
-        _ => None,
-    }
-}
-
 /// The route of the black-box probe every function answers.
 pub const HEALTH_PATH: &str = "/redis-health";
 /// The liveness route (never touches Redis).
