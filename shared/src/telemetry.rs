@@ -317,10 +317,16 @@ impl MetricsReporter {
     /// after [`ERROR_INTERVAL`], when an operation failed). A zero interval
     /// writes one line per request that did something.
     pub fn new(client: RedisClient, interval: Duration) -> Self {
+        Self::with_policy(client, IntervalPolicy::new(interval, ERROR_INTERVAL))
+    }
+
+    /// A reporter whose intervals end as `policy` says (regular length, and
+    /// how soon after a failure).
+    pub fn with_policy(client: RedisClient, policy: IntervalPolicy) -> Self {
         Self {
             inner: Arc::new(ReporterInner {
                 client,
-                policy: IntervalPolicy::new(interval, ERROR_INTERVAL),
+                policy,
                 requests: AtomicU64::new(0),
                 server_errors: AtomicU64::new(0),
             }),

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::Value;
 use shared::config::LogFormat;
+use shared::metrics::IntervalPolicy;
 use shared::telemetry::{self, MetricsReporter, names};
 use shared::testkit::{CapturedLogs, RedisServer, free_port};
 use shared::{AppContext, RedisClient, RedisConfig};
@@ -104,7 +105,9 @@ fn declared_metrics(line: &Value) -> Vec<String> {
 async fn metrics_line_counts_real_operations_for_cloud_logging_and_cloudwatch() {
     let server = RedisServer::start();
     let client = server.client();
-    let reporter = MetricsReporter::new(client.clone(), Duration::from_secs(3_600));
+    // An hour, even after a failure: only flush() ends an interval here.
+    let hour = Duration::from_secs(3_600);
+    let reporter = MetricsReporter::with_policy(client.clone(), IntervalPolicy::new(hour, hour));
     let (logs, _guard) = capture("metrics_test");
 
     // 5 SETs and 5 GETs that succeed, and one INCR that the server refuses
