@@ -405,7 +405,8 @@ impl MetricsReporter {
     /// Starts a task that calls [`Self::flush_if_due`] every second, and on
     /// Lambda also [`Self::flush`] when the runtime sends SIGTERM (it does
     /// when an extension is registered, before the environment is
-    /// reclaimed). Dropping the handle does not stop the task; abort it.
+    /// reclaimed), then ends the process as the signal would have.
+    /// Dropping the handle does not stop the task; abort it.
     pub fn spawn_timer(&self) -> tokio::task::JoinHandle<()> {
         let reporter = self.clone();
         tokio::spawn(async move {
@@ -423,7 +424,9 @@ impl MetricsReporter {
                     }
                     () = &mut terminated => {
                         reporter.flush();
-                        return;
+                        // Then end as SIGTERM would have without this
+                        // handler: the runtime is shutting the sandbox down.
+                        std::process::exit(0);
                     }
                 }
             }
