@@ -142,4 +142,4 @@ ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, work
 	$(OPS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	$(OPS_BIN)/zizmor --offline --no-progress .github/workflows
 	$(OPS_BIN)/shellcheck $(SHELL_SCRIPTS)
-	cargo nextest run -p shared --test terraform_contract
+	$(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
