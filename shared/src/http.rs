@@ -37,6 +37,7 @@ use crate::config::Secret;
 use crate::error::{ErrorKind, RedisFailure};
 use crate::health;
 use crate::keys::KeyError;
+use crate::telemetry::{MetricsReporter, names};
 
 /// The header that carries the request id in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -295,8 +296,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// `tower::ServiceExt::oneshot`.
 pub fn finish(routes: Router, ctx: &AppContext) -> Router {
     let common = Router::new()
-        .route("/redis-health", get(redis_health))
-        .route("/healthz", get(healthz))
+        .route(names::HEALTH_PATH, get(redis_health))
+        .route(names::LIVENESS_PATH, get(healthz))
         .with_state(ctx.clone());
     routes
         .merge(common)
@@ -316,6 +317,25 @@ pub fn finish(routes: Router, ctx: &AppContext) -> Router {
             request_context,
         ))
         .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            ctx.metrics.clone(),
+            report_metrics,
+        ))
+}
+
+/// Counts every response and writes the metrics line when its interval is
+/// over: the request path is the one place sure to run on Lambda, where the
+/// process is frozen between invocations. Outside the request span, so the
+/// line does not carry one request's id.
+async fn report_metrics(
+    State(reporter): State<MetricsReporter>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    reporter.record_response(response.status().as_u16());
+    reporter.flush_if_due();
+    response
 }
 
 async fn redis_health(State(ctx): State<AppContext>) -> Response {

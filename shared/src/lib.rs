@@ -34,6 +34,8 @@
 //! - [`fallback`]: run an operation, return a fallback value on a Redis failure.
 //! - [`keys`]: tenant-scoped keys (`ws:{tenant}:…`), id escaping, hash slots.
 //! - [`telemetry`]: JSON log lines for Cloud Logging / CloudWatch, text locally.
+//!   [`telemetry::names`] is the metric contract the alerts read; [`telemetry::MetricsReporter`]
+//!   writes the metrics line (Cloud Logging fields and CloudWatch EMF in one).
 //! - [`http`]: `serve` on Lambda or `$PORT`, common routes, [`ApiError`], [`Json`], admin auth.
 //! - [`app`]: [`AppContext`] (config + client) and the `start` / `serve` pair `main` calls.
 //! - [`canonical`]: canonical JSON (sorted keys), SHA-256 content hashes, hashed ids for logs.

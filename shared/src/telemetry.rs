@@ -9,10 +9,27 @@
 //! - `LOG_FORMAT=text` (the default in a terminal): compact human-readable lines.
 //!
 //! The filter is `RUST_LOG` when set, otherwise `LOG_LEVEL` (default `info`).
+//! The metrics line (target [`names::METRICS_TARGET`]) passes at `info`
+//! whatever the filter says: the alerts read it.
+//!
+//! # Metrics
+//!
+//! [`MetricsReporter`] turns the Redis client's counters (and the HTTP
+//! responses it is shown) into one JSON line per interval that serves both
+//! clouds: Cloud Logging's log-based metrics extract its fields, and its `_aws`
+//! member is a CloudWatch Embedded Metric Format document over the same
+//! fields. The names are in [`names`], the metric contract. Nothing is logged
+//! per operation: a line is written when an interval is over (checked after
+//! every request and by a timer), sooner when operations failed, never for an
+//! idle interval, and once more at shutdown.
+
+pub mod names;
 
 use std::fmt;
 use std::io;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -26,7 +43,14 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::config::{Config, LogFormat};
+use crate::client::RedisClient;
+use crate::config::{Config, ConfigError, Env, LogFormat};
+use crate::metrics::{IntervalMetrics, IntervalPolicy};
+
+/// The event field whose value (a JSON object, as a string) the JSON line
+/// format merges into the line: how the metrics line carries fields whose
+/// names are constants and the nested `_aws` document.
+const MERGE_FIELD: &str = "_json"; // the field name written literally in `MetricsReporter::write`
 
 /// Installs the global logger for a function. Call once, first thing in
 /// `main`; later calls do nothing.
@@ -44,15 +68,33 @@ where
     install(service, format, filter(level), writer);
 }
 
+/// The logger [`init_with_writer`] installs, without installing it: for
+/// tests that scope it to one thread with `tracing::subscriber::set_default`.
+pub fn subscriber<W>(
+    service: &'static str,
+    format: LogFormat,
+    level: &str,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    build(service, format, filter(level), writer)
+}
+
 fn filter(level: &str) -> EnvFilter {
-    EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
         // Dependencies stay at warn unless asked: their info lines are noise
         // in a function's logs.
         EnvFilter::new(format!(
             "warn,shared={level},{},tower_http=warn",
             crate_targets(level)
         ))
-    })
+    });
+    match format!("{}=info", names::METRICS_TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// The level applied to the workspace's own crates (shared and the functions).
@@ -68,29 +110,37 @@ fn install<W>(service: &'static str, format: LogFormat, filter: EnvFilter, write
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let result = match format {
-        LogFormat::Json => Registry::default()
-            .with(filter)
-            .with(SpanFields)
-            .with(
+    if build(service, format, filter, writer).try_init().is_ok() {
+        install_panic_hook();
+    }
+}
+
+fn build<W>(
+    service: &'static str,
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Json => Box::new(
+            Registry::default().with(filter).with(SpanFields).with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonLine { service })
                     .with_writer(writer),
-            )
-            .try_init(),
-        LogFormat::Text => Registry::default()
-            .with(filter)
-            .with(
+            ),
+        ),
+        LogFormat::Text => Box::new(
+            Registry::default().with(filter).with(
                 tracing_subscriber::fmt::layer()
                     .compact()
                     .with_target(false)
                     .with_ansi(false)
                     .with_writer(writer),
-            )
-            .try_init(),
-    };
-    if result.is_ok() {
-        install_panic_hook();
+            ),
+        ),
     }
 }
 
@@ -150,6 +200,12 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().into(), Value::from(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == MERGE_FIELD
+            && let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(value)
+        {
+            self.0.extend(fields);
+            return;
+        }
         self.0.insert(field.name().into(), Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -185,11 +241,11 @@ where
     ) -> fmt::Result {
         let mut line = Map::new();
         line.insert(
-            "severity".into(),
+            names::SEVERITY.into(),
             severity(*event.metadata().level()).into(),
         );
-        line.insert("time".into(), rfc3339(SystemTime::now()).into());
-        line.insert("service".into(), self.service.into());
+        line.insert(names::TIME.into(), rfc3339(SystemTime::now()).into());
+        line.insert(names::SERVICE.into(), self.service.into());
         line.insert("target".into(), event.metadata().target().into());
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
@@ -202,12 +258,261 @@ where
         }
         event.record(&mut JsonVisitor(&mut line));
         if let Some(trace) = line.remove("trace") {
-            line.insert("logging.googleapis.com/trace".into(), trace);
+            line.insert(names::TRACE.into(), trace);
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writer.write_str(&text)?;
         writer.write_char('\n')
     }
+}
+
+/// `METRICS_INTERVAL_SECS`: how often the metrics line is written.
+pub const INTERVAL_VAR: &str = "METRICS_INTERVAL_SECS";
+/// The default interval of a long-lived server (Cloud Run, containers).
+pub const DEFAULT_INTERVAL_SERVER: Duration = Duration::from_secs(60);
+/// The default interval on Lambda, shorter because an execution environment
+/// can be frozen, then reclaimed, with an interval's counts still unwritten.
+pub const DEFAULT_INTERVAL_LAMBDA: Duration = Duration::from_secs(10);
+/// How soon a line is written after an operation failed (at most the interval).
+pub const ERROR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// HTTP responses counted by [`MetricsReporter::record_response`] in one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpCounts {
+    /// Responses of any status.
+    pub requests: u64,
+    /// Responses with a 5xx status.
+    pub server_errors: u64,
+}
+
+/// Writes the metrics line (see the module documentation) for one Redis
+/// client and the HTTP responses it is shown. Cheap to clone; clones share
+/// the counters.
+///
+/// Where the line is written from, and why:
+/// - after every request ([`Self::record_response`] then
+///   [`Self::flush_if_due`], done by [`crate::http::finish`]'s layer): on
+///   Lambda, and on Cloud Run without always-on CPU, the process runs only
+///   while it serves, so the request path is the one place that surely runs;
+/// - by a timer ([`Self::spawn_timer`]) so an idle server still reports the
+///   tail of its last interval;
+/// - at shutdown ([`Self::flush`], called by [`crate::serve`] after the
+///   server drained, and on SIGTERM on Lambda).
+#[derive(Debug, Clone)]
+pub struct MetricsReporter {
+    inner: Arc<ReporterInner>,
+}
+
+#[derive(Debug)]
+struct ReporterInner {
+    client: RedisClient,
+    policy: IntervalPolicy,
+    requests: AtomicU64,
+    server_errors: AtomicU64,
+}
+
+impl MetricsReporter {
+    /// A reporter for `client` that writes a line every `interval` (sooner,
+    /// after [`ERROR_INTERVAL`], when an operation failed). A zero interval
+    /// writes one line per request that did something.
+    pub fn new(client: RedisClient, interval: Duration) -> Self {
+        Self::with_policy(client, IntervalPolicy::new(interval, ERROR_INTERVAL))
+    }
+
+    /// A reporter whose intervals end as `policy` says (regular length, and
+    /// how soon after a failure).
+    pub fn with_policy(client: RedisClient, policy: IntervalPolicy) -> Self {
+        Self {
+            inner: Arc::new(ReporterInner {
+                client,
+                policy,
+                requests: AtomicU64::new(0),
+                server_errors: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A reporter with the interval from `METRICS_INTERVAL_SECS` (0 to 3600),
+    /// by default [`DEFAULT_INTERVAL_LAMBDA`] on Lambda and
+    /// [`DEFAULT_INTERVAL_SERVER`] elsewhere.
+    ///
+    /// # Errors
+    /// When `METRICS_INTERVAL_SECS` is not an integer from 0 to 3600.
+    pub fn from_env(client: RedisClient, env: &Env<'_>) -> Result<Self, ConfigError> {
+        let default = if crate::http::on_lambda() {
+            DEFAULT_INTERVAL_LAMBDA
+        } else {
+            DEFAULT_INTERVAL_SERVER
+        };
+        let secs = env.range(INTERVAL_VAR, default.as_secs(), 0, 3_600)?;
+        Ok(Self::new(client, Duration::from_secs(secs)))
+    }
+
+    /// The regular interval between two lines.
+    pub fn interval(&self) -> Duration {
+        self.inner.policy.every
+    }
+
+    /// Counts one HTTP response of `status`.
+    pub fn record_response(&self, status: u16) {
+        self.inner.requests.fetch_add(1, Relaxed);
+        if status >= 500 {
+            self.inner.server_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Writes the line if the interval is over. Returns whether a line was
+    /// written.
+    pub fn flush_if_due(&self) -> bool {
+        let taken = self
+            .inner
+            .client
+            .metrics_recorder()
+            .take_interval_if_due(self.inner.policy);
+        self.write(taken)
+    }
+
+    /// Ends the interval now and writes its line, unless nothing happened in
+    /// it. Returns whether a line was written.
+    pub fn flush(&self) -> bool {
+        let taken = self.inner.client.metrics_recorder().take_interval();
+        self.write(taken)
+    }
+
+    fn write(&self, taken: Option<IntervalMetrics>) -> bool {
+        let Some(redis) = taken else {
+            return false;
+        };
+        let http = HttpCounts {
+            requests: self.inner.requests.swap(0, Relaxed),
+            server_errors: self.inner.server_errors.swap(0, Relaxed),
+        };
+        if redis.is_empty() && http.requests == 0 {
+            return false;
+        }
+        let document = metrics_document(&redis, http, SystemTime::now());
+        let fields = Value::Object(document).to_string();
+        // Failures are logged as a warning so that they show at any level.
+        if redis.errors.total() > 0 || http.server_errors > 0 {
+            tracing::warn!(target: names::METRICS_TARGET, _json = fields.as_str(), "{}", names::METRICS_MESSAGE);
+        } else {
+            tracing::info!(target: names::METRICS_TARGET, _json = fields.as_str(), "{}", names::METRICS_MESSAGE);
+        }
+        true
+    }
+
+    /// Starts a task that calls [`Self::flush_if_due`] every second, and on
+    /// Lambda also [`Self::flush`] when the runtime sends SIGTERM (it does
+    /// when an extension is registered, before the environment is
+    /// reclaimed), then ends the process as the signal would have.
+    /// Dropping the handle does not stop the task; abort it.
+    pub fn spawn_timer(&self) -> tokio::task::JoinHandle<()> {
+        let reporter = self.clone();
+        tokio::spawn(async move {
+            let tick = reporter
+                .interval()
+                .clamp(Duration::from_millis(200), Duration::from_secs(1));
+            let mut ticker = tokio::time::interval(tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let terminated = terminated_on_lambda();
+            tokio::pin!(terminated);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        reporter.flush_if_due();
+                    }
+                    () = &mut terminated => {
+                        reporter.flush();
+                        // Then end as SIGTERM would have without this
+                        // handler: the runtime is shutting the sandbox down.
+                        std::process::exit(0);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Completes on SIGTERM when running on Lambda; never elsewhere (a server
+/// flushes after draining instead).
+async fn terminated_on_lambda() {
+    #[cfg(unix)]
+    if crate::http::on_lambda()
+        && let Ok(mut sigterm) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        sigterm.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
+/// The fields of the metrics line for one interval: the counters under the
+/// names of [`names`], and the `_aws` Embedded Metric Format document that
+/// declares them as CloudWatch metrics in [`names::NAMESPACE`] with the
+/// dimension [`names::SERVICE`] (which the line format adds to every line).
+/// Latency metrics are left out of an interval without operations (a zero
+/// would read as "fast").
+pub fn metrics_document(
+    redis: &IntervalMetrics,
+    http: HttpCounts,
+    now: SystemTime,
+) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(names::EVENT.into(), names::METRICS_EVENT.into());
+    fields.insert(
+        names::INTERVAL_MS.into(),
+        u64::try_from(redis.duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .into(),
+    );
+    fields.insert(
+        names::SLOW_THRESHOLD_MS.into(),
+        names::SLOW_OPERATION_THRESHOLD_MS.into(),
+    );
+    let counts = [
+        (names::OPERATIONS, redis.operations),
+        (names::ERRORS, redis.errors.total()),
+        (names::ERRORS_CONNECT, redis.errors.connect),
+        (names::ERRORS_TIMEOUT, redis.errors.timeout),
+        (names::ERRORS_AUTH, redis.errors.auth),
+        (names::ERRORS_OTHER, redis.errors.other),
+        (names::SLOW_OPERATIONS, redis.slow_operations),
+        (names::CIRCUIT_REJECTIONS, redis.circuit_rejections),
+        (names::CONNECTIONS_REPLACED, redis.connections_replaced),
+        (names::FALLBACKS, redis.fallbacks),
+        (names::HTTP_REQUESTS, http.requests),
+        (names::HTTP_5XX, http.server_errors),
+    ];
+    for (name, value) in counts {
+        fields.insert(name.into(), value.into());
+    }
+    if redis.operations > 0 {
+        fields.insert(names::LATENCY_P50_MS.into(), redis.latency.p50_ms.into());
+        fields.insert(names::LATENCY_P99_MS.into(), redis.latency.p99_ms.into());
+        fields.insert(names::LATENCY_MAX_MS.into(), redis.latency.max_ms.into());
+    }
+    let metrics: Vec<Value> = names::METRICS
+        .iter()
+        .filter(|(name, _)| fields.contains_key(*name))
+        .map(|(name, unit)| serde_json::json!({ "Name": name, "Unit": unit.as_str() }))
+        .collect();
+    let millis = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    fields.insert(
+        names::EMF_ROOT.into(),
+        serde_json::json!({
+            "Timestamp": millis,
+            "CloudWatchMetrics": [{
+                "Namespace": names::NAMESPACE,
+                "Dimensions": [[names::SERVICE]],
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    fields
 }
 
 /// `2026-11-23T18:51:00.123Z` without a date-time dependency.
