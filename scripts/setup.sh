@@ -41,8 +41,9 @@ fi
 
 # The SQL session and memory backends are tested against PostgreSQL and
 # MariaDB servers the tests start themselves; only the binaries are needed.
-if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${POSTGRES_BIN_DIR:-}" ]; then
-  say "postgresql: $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"
+pg_initdb=$(find /usr/lib/postgresql -path '*/bin/initdb' 2>/dev/null | sort -V | tail -1)
+if [ -n "$pg_initdb" ] || [ -n "${POSTGRES_BIN_DIR:-}" ]; then
+  say "postgresql: ${pg_initdb:-$POSTGRES_BIN_DIR}"
 else
   apt_install postgresql
   sudo_if_needed systemctl disable --now postgresql >/dev/null 2>&1 || true
