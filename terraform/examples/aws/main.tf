@@ -47,6 +47,7 @@ module "alerting" {
   functions = {
     tebra_debug  = { host = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws" }
     patient_sync = { host = "bcdefghijklmnopqrstuvwxyz0123456.lambda-url.eu-west-1.on.aws" }
+    sessions     = { host = "cdefghijklmnopqrstuvwxyz01234567.lambda-url.eu-west-1.on.aws" }
   }
   runbook_base_url    = "https://github.com/example-org/redis-functions/blob/main/terraform/runbooks"
   notification_emails = ["oncall@example.com"]

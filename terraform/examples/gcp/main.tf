@@ -50,6 +50,7 @@ module "alerting" {
   functions = {
     tebra_debug  = { host = "tebra-debug-abcdefghij-uc.a.run.app" }
     patient_sync = { host = "patient-sync-abcdefghij-uc.a.run.app" }
+    sessions     = { host = "sessions-abcdefghij-uc.a.run.app" }
   }
   runbook_base_url      = "https://github.com/example-org/redis-functions/blob/main/terraform/runbooks"
   notification_emails   = ["oncall@example.com"]
