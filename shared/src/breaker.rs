@@ -1,7 +1,10 @@
 //! A circuit breaker: stop hammering a Redis that is down.
 //!
 //! Closed, it counts consecutive failures that mean "Redis is unusable"
-//! (connect, timeout, auth). At the threshold it opens: every operation fails
+//! (connect, timeout, auth), one per incident: when a connection drops, every
+//! operation in flight on it fails at once, and those count as one failure (a
+//! failure counts only if its operation started after the previous counted
+//! failure). At the threshold it opens: every operation fails
 //! fast with [`RedisFailure::CircuitOpen`](crate::RedisFailure) for the
 //! cool-down. Then one probe is let through (half-open); its success closes
 //! the circuit, its failure opens it for another cool-down. A probe that never
@@ -74,6 +77,8 @@ pub struct CircuitBreaker {
     open_until: AtomicU64,
     /// When the current probe started (same encoding); 0 when none is out.
     probe_started: AtomicU64,
+    /// When the last counted failure was recorded (same encoding).
+    last_counted: AtomicU64,
     opened_total: AtomicU64,
 }
 
@@ -109,17 +114,18 @@ impl CircuitBreaker {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probe_started: AtomicU64::new(0),
+            last_counted: AtomicU64::new(0),
             opened_total: AtomicU64::new(0),
         }
     }
 
     fn now_ms(&self) -> u64 {
+        self.ms_of(self.clock.now())
+    }
+
+    fn ms_of(&self, at: Instant) -> u64 {
         // +1 keeps 0 free to mean "unset".
-        self.clock
-            .now()
-            .saturating_duration_since(self.origin)
-            .as_millis() as u64
-            + 1
+        at.saturating_duration_since(self.origin).as_millis() as u64 + 1
     }
 
     /// May an operation go to Redis now? `Err` holds how long until the next
@@ -160,13 +166,20 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records an operation that found Redis unusable.
-    pub fn record_failure(&self) {
+    /// Records an operation, started at `started`, that found Redis
+    /// unusable. It is ignored when the operation was already in flight when
+    /// the previous failure was counted: the same incident.
+    pub fn record_failure(&self, started: Instant) {
         if self.threshold == 0 {
             return;
         }
-        let open_until = self.open_until.load(Relaxed);
         let now = self.now_ms();
+        let last = self.last_counted.load(Relaxed);
+        if self.ms_of(started) < last {
+            return;
+        }
+        self.last_counted.store(now, Relaxed);
+        let open_until = self.open_until.load(Relaxed);
         if open_until != 0 {
             // Half-open: the probe (or a straggler) failed; open again.
             if now >= open_until
@@ -241,17 +254,22 @@ mod tests {
         *now.lock().unwrap() += by;
     }
 
+    /// The start of an operation beginning now.
+    fn start(now: &Mutex<Instant>) -> Instant {
+        *now.lock().unwrap()
+    }
+
     #[test]
     fn opens_after_threshold_consecutive_failures() {
-        let (b, _) = breaker(3);
-        b.record_failure();
-        b.record_failure();
+        let (b, now) = breaker(3);
+        b.record_failure(start(&now));
+        b.record_failure(start(&now));
         assert!(b.try_acquire().is_ok());
         b.record_success();
-        b.record_failure();
-        b.record_failure();
+        b.record_failure(start(&now));
+        b.record_failure(start(&now));
         assert!(b.try_acquire().is_ok(), "a success resets the count");
-        b.record_failure();
+        b.record_failure(start(&now));
         let wait = b.try_acquire().unwrap_err();
         assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900));
         assert_eq!(b.snapshot().state, CircuitState::Open);
@@ -261,7 +279,7 @@ mod tests {
     #[test]
     fn lets_one_probe_through_after_cooldown_and_closes_on_success() {
         let (b, now) = breaker(1);
-        b.record_failure();
+        b.record_failure(start(&now));
         assert!(b.try_acquire().is_err());
         advance(&now, Duration::from_millis(1_001));
         assert_eq!(b.snapshot().state, CircuitState::HalfOpen);
@@ -275,10 +293,10 @@ mod tests {
     #[test]
     fn failed_probe_reopens_for_a_full_cooldown() {
         let (b, now) = breaker(1);
-        b.record_failure();
+        b.record_failure(start(&now));
         advance(&now, Duration::from_millis(1_001));
         assert!(b.try_acquire().is_ok());
-        b.record_failure();
+        b.record_failure(start(&now));
         assert_eq!(b.snapshot().state, CircuitState::Open);
         advance(&now, Duration::from_millis(900));
         assert!(b.try_acquire().is_err());
@@ -290,7 +308,7 @@ mod tests {
     #[test]
     fn an_abandoned_probe_is_forgotten_after_the_probe_timeout() {
         let (b, now) = breaker(1);
-        b.record_failure();
+        b.record_failure(start(&now));
         advance(&now, Duration::from_millis(1_001));
         assert!(b.try_acquire().is_ok(), "probe taken, never reported");
         advance(&now, Duration::from_millis(100));
@@ -301,11 +319,32 @@ mod tests {
 
     #[test]
     fn threshold_zero_never_opens() {
-        let (b, _) = breaker(0);
+        let (b, now) = breaker(0);
         for _ in 0..100 {
-            b.record_failure();
+            b.record_failure(start(&now));
         }
         assert!(b.try_acquire().is_ok());
         assert_eq!(b.snapshot().state, CircuitState::Closed);
+    }
+
+    #[test]
+    fn operations_in_flight_when_a_failure_is_counted_are_the_same_incident() {
+        let (b, now) = breaker(3);
+        // Fifty operations start together; the connection drops and all fail.
+        let together = start(&now);
+        advance(&now, Duration::from_millis(5));
+        for _ in 0..50 {
+            b.record_failure(together);
+        }
+        assert_eq!(b.snapshot().consecutive_failures, 1);
+        assert_eq!(b.snapshot().state, CircuitState::Closed);
+        // Operations started after that failure are new evidence.
+        for _ in 0..2 {
+            advance(&now, Duration::from_millis(5));
+            let began = start(&now);
+            advance(&now, Duration::from_millis(1));
+            b.record_failure(began);
+        }
+        assert_eq!(b.snapshot().state, CircuitState::Open);
     }
 }

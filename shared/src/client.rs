@@ -27,7 +27,9 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{
+    Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+};
 use serde::Serialize;
 
 use crate::breaker::{CircuitBreaker, CircuitSnapshot};
@@ -381,7 +383,14 @@ impl Inner {
     }
 
     /// Counts the outcome of one round trip and acts on it.
-    fn observe(&self, slot: usize, generation: u64, elapsed: Duration, error: Option<&RedisError>) {
+    fn observe(
+        &self,
+        slot: usize,
+        generation: u64,
+        started: Instant,
+        elapsed: Duration,
+        error: Option<&RedisError>,
+    ) {
         let slot_state = &self.slots[slot];
         let Some(err) = error else {
             self.metrics.record(elapsed, Ok(()));
@@ -393,8 +402,10 @@ impl Inner {
         };
         let kind = classify(err);
         self.metrics.record(elapsed, Err(kind));
-        if kind.is_unavailable() {
-            self.breaker.record_failure();
+        // An ACL refusing one command (NOPERM) says nothing about Redis being
+        // usable: one tenant's refused requests must not open the circuit for all.
+        if kind.is_unavailable() && !is_permission_denied(err) {
+            self.breaker.record_failure(started);
         } else {
             self.breaker.record_success();
         }
@@ -472,11 +483,21 @@ fn deadline_error() -> RedisError {
 /// The first error reply in `values`: redis-rs hands a server's error reply
 /// back as a value (turned into an error only when the caller parses it), and
 /// the round trip's outcome must count it as the failure it is.
+///
+/// `NOSCRIPT` is not counted: it is redis-rs's normal first exchange for a
+/// script the server has not cached yet (it loads the script and retries).
 fn error_reply<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<RedisError> {
     values.into_iter().find_map(|v| match v {
-        Value::ServerError(e) => Some(RedisError::from(e.clone())),
+        Value::ServerError(e) if e.kind() != Some(ServerErrorKind::NoScript) => {
+            Some(RedisError::from(e.clone()))
+        }
         _ => None,
     })
+}
+
+/// Whether Redis refused this one command for lack of ACL permission.
+fn is_permission_denied(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoPerm) || err.code() == Some("NOPERM")
 }
 
 impl RedisConn {
@@ -495,6 +516,7 @@ impl RedisConn {
         self.client.inner.observe(
             self.slot,
             self.generation,
+            started,
             elapsed,
             result.as_ref().err().or(replied.as_ref()),
         );

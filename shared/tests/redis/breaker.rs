@@ -92,3 +92,47 @@ async fn a_failed_probe_keeps_the_circuit_open() {
     assert_eq!(client.circuit().state, CircuitState::Open);
     assert_eq!(client.circuit().opened_total, 2);
 }
+
+#[tokio::test]
+async fn one_dropped_connection_failing_many_operations_does_not_open_the_circuit() {
+    let server = RedisServer::start();
+    let client = client_with(&server, |c| {
+        c.breaker_threshold = 3;
+        c.max_connections = 1;
+    });
+    round_trip(&client, "k").await.unwrap();
+    // Fifty operations in flight on the one multiplexed connection.
+    let blocked: Vec<_> = (0..50)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .run(|mut c| async move {
+                        redis::cmd("BLPOP")
+                            .arg(format!("empty{i}"))
+                            .arg(0.8)
+                            .query_async::<Option<(String, String)>>(&mut c)
+                            .await
+                    })
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(server.kill_clients() >= 1);
+    let mut failed = 0;
+    for task in blocked {
+        if task.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 50,
+        "every operation on the dropped connection failed"
+    );
+    let circuit = client.circuit();
+    assert_eq!(circuit.state, CircuitState::Closed, "{circuit:?}");
+    assert!(circuit.consecutive_failures <= 1, "{circuit:?}");
+    round_trip(&client, "k").await.unwrap();
+    assert_eq!(client.circuit().consecutive_failures, 0);
+}
