@@ -144,3 +144,8 @@ ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, work
 	$(OPS_BIN)/zizmor --offline --no-progress .github/workflows
 	$(OPS_BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
+
+.PHONY: chaos
+chaos: ## Fault injection under load (release build, ~3 min): prints the table, updates docs/reliability.md
+	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench
+	./target/release/chaos

@@ -148,6 +148,12 @@ impl ApiError {
         )
     }
 
+    /// Names the Redis failure kind behind the error (`error.type`).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
     /// Adds a `Retry-After` header (whole seconds, rounded up).
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::error::RedisFailure;
+use crate::error::{ErrorKind, RedisFailure};
 use crate::keys::KeyError;
 
 /// Why a store operation did not succeed.
@@ -48,6 +48,9 @@ pub enum StoreError {
         detail: String,
         /// How long to wait before retrying.
         retry_after: Duration,
+        /// For Redis, the failure's kind (connect, timeout, auth, other,
+        /// circuit_open), reported to callers as `error.type`.
+        kind: Option<ErrorKind>,
     },
     /// The backend answered with an error (a bug, a schema mismatch, a
     /// foreign value under one of our keys).
@@ -92,19 +95,18 @@ impl StoreError {
     }
 }
 
+/// Every Redis failure is one a caller can retry: the server is down or slow
+/// (connect, timeout, open circuit), refuses the credentials (auth), or
+/// refuses the write for now (out of memory, read-only replica during a
+/// failover, busy script). Like every function's Redis failures it becomes a
+/// `503` with `Retry-After`, its kind kept for the caller and the logs.
 impl From<RedisFailure> for StoreError {
     fn from(failure: RedisFailure) -> Self {
-        if failure.is_unavailable() {
-            Self::Unavailable {
-                backend: "redis",
-                retry_after: failure.retry_after(),
-                detail: failure.to_string(),
-            }
-        } else {
-            Self::Failed {
-                backend: "redis",
-                detail: failure.to_string(),
-            }
+        Self::Unavailable {
+            backend: "redis",
+            retry_after: failure.retry_after(),
+            detail: failure.to_string(),
+            kind: Some(failure.kind()),
         }
     }
 }
@@ -131,6 +133,7 @@ impl From<sqlx::Error> for StoreError {
             backend: "sql",
             detail,
             retry_after: Duration::from_secs(1),
+            kind: None,
         };
         match &err {
             E::PoolTimedOut => unavailable("no database connection available in time".into()),
@@ -193,8 +196,11 @@ mod tests {
         .into();
         assert!(down.is_unavailable());
         assert_eq!(down.retry_after(), Duration::from_secs(3));
-        let other: StoreError = RedisFailure::unexpected("odd reply").into();
-        assert!(!other.is_unavailable());
+        let refused: StoreError = RedisFailure::unexpected("out of memory").into();
+        assert!(
+            refused.is_unavailable(),
+            "a refused write is retried later, not a 500"
+        );
     }
 
     #[test]

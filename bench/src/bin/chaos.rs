@@ -8,7 +8,9 @@
 //! - every request finishes within `REQUEST_TIMEOUT_MS` plus a margin;
 //! - `/redis-health` turns 503 within 1 s of an outage (kill, pause) and 200
 //!   within 2 s of recovery;
-//! - every write acknowledged with a 2xx is present afterwards (Redis runs
+//! - every write acknowledged with a 2xx is present afterwards (patient
+//!   syncs: their change is in the queue; session appends: their sequence
+//!   number is in the session's events). Redis runs
 //!   with `appendfsync always`, so not even a SIGKILL may lose one);
 //! - open file descriptors do not grow across restarts; resident memory is
 //!   reported over a steady soak at the end.
@@ -70,6 +72,8 @@ enum Workload {
     Diagnostics,
     /// Idempotent syncs of new patients; each 200 is a write to verify.
     PatientSync,
+    /// Appends to one session per worker; each 200 is an event to verify.
+    Sessions,
 }
 
 #[derive(Debug, Default)]
@@ -159,10 +163,15 @@ async fn send(run: &Run, req: reqwest::RequestBuilder, write: Option<(String, St
                 *tally.error_types.entry(kind).or_default() += 1;
             }
             if (200..300).contains(&s)
-                && let Some(w) = write
-                && body["changed"] == 1
+                && let Some((scope, id)) = write
             {
-                tally.acked.push(w);
+                // A sync is acknowledged with its change count, an append
+                // with the sequence number it was given.
+                if body["changed"] == 1 {
+                    tally.acked.push((scope, id));
+                } else if let Some(seq) = body["seq"].as_u64() {
+                    tally.acked.push((scope, seq.to_string()));
+                }
             }
         }
     }
@@ -191,6 +200,32 @@ async fn worker(run: Arc<Run>, workload: Workload, w: usize) {
                     .header("idempotency-key", &id)
                     .json(&body);
                 send(&run, req, Some((practice, id))).await;
+            }
+            Workload::Sessions => {
+                let session = format!("{}/apps/chaos/users/u{w}/sessions/s{w}", run.base);
+                if i == 1 {
+                    // Create the worker's session, retrying through faults.
+                    loop {
+                        let created = run
+                            .http
+                            .post(format!("{}/apps/chaos/users/u{w}/sessions", run.base))
+                            .json(&json!({ "session_id": format!("s{w}") }))
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16());
+                        if matches!(created, Ok(201 | 409)) || run.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                let event = json!({ "event": {
+                    "author": "user",
+                    "content": { "parts": [{ "text": format!("w{w} turn {i}") }] },
+                    "actions": { "state_delta": { "turn": i } }
+                }});
+                let req = run.http.post(format!("{session}/events")).json(&event);
+                send(&run, req, Some((format!("s{w}"), String::new()))).await;
             }
         }
     }
@@ -314,6 +349,31 @@ fn judge(fault: Fault, health: &[(f64, u16)], start: f64, recovered: f64) -> Fau
 async fn lost_writes(run: &Run, workload: Workload, acked: &[(String, String)]) -> usize {
     match workload {
         Workload::Diagnostics => 0,
+        Workload::Sessions => {
+            let sessions: BTreeSet<&String> = acked.iter().map(|(s, _)| s).collect();
+            let mut seen = BTreeSet::new();
+            for session in sessions {
+                let user = session.replacen('s', "u", 1);
+                let got: Value = match run
+                    .http
+                    .get(format!(
+                        "{}/apps/chaos/users/{user}/sessions/{session}",
+                        run.base
+                    ))
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(e) => bench::fail(&format!("reading a session after the run failed: {e}")),
+                };
+                for event in got["events"].as_array().into_iter().flatten() {
+                    if let Some(seq) = event["seq"].as_u64() {
+                        seen.insert((session.clone(), seq.to_string()));
+                    }
+                }
+            }
+            acked.iter().filter(|w| !seen.contains(*w)).count()
+        }
         Workload::PatientSync => {
             let practices: BTreeSet<&String> = acked.iter().map(|(p, _)| p).collect();
             let mut seen = BTreeSet::new();
@@ -575,6 +635,7 @@ async fn main() {
     let targets: Vec<(&str, Workload)> = vec![
         ("tebra_debug", Workload::Diagnostics),
         ("patient_sync", Workload::PatientSync),
+        ("sessions", Workload::Sessions),
     ];
     let mut reports = Vec::new();
     for (name, workload) in targets {

@@ -141,12 +141,18 @@ impl IntoResponse for Failure {
             StoreError::NotFound => ApiError::not_found("no such session (absent or expired)"),
             StoreError::Stale { .. } => ApiError::conflict("stale", err.to_string()),
             StoreError::Invalid { .. } => ApiError::bad_request("invalid_input", err.to_string()),
-            StoreError::Unavailable { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                err.to_string(),
-            )
-            .with_retry_after(err.retry_after()),
+            StoreError::Unavailable { kind, .. } => {
+                let unavailable = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    err.to_string(),
+                )
+                .with_retry_after(err.retry_after());
+                match kind {
+                    Some(kind) => unavailable.with_kind(*kind),
+                    None => unavailable,
+                }
+            }
             _ => {
                 tracing::error!(error = %err, "store operation failed");
                 ApiError::internal()

@@ -28,6 +28,11 @@ async fn answers_503_quickly_and_stays_up_when_redis_is_unreachable() {
 }
 
 #[tokio::test]
+async fn a_wrong_redis_password_is_503_auth_and_never_shown_or_logged() {
+    conformance::wrong_password(BIN).await;
+}
+
+#[tokio::test]
 async fn serves_lambda_invocations_through_the_runtime_api() {
     conformance::lambda_mode(BIN).await;
 }
@@ -636,6 +641,54 @@ async fn a_redis_outage_answers_503_with_retry_after() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "store_unavailable");
     assert!(headers.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_write_refused_for_lack_of_memory_is_503_other_and_stores_nothing() {
+    let (app, redis) = spawn_app(&[]).await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = redis.all_keys();
+    let mut admin = redis.admin();
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .exec(&mut admin)
+        .unwrap();
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .exec(&mut admin)
+        .unwrap();
+    let event = json!({"author": "user", "content": {"parts": [{"text": "hi"}]}});
+    let uri = format!("{BASE}/sessions/s/events");
+    let append = || {
+        call_raw(
+            &app,
+            "POST",
+            &uri,
+            Some(json!({"event": event}).to_string()),
+            "application/json",
+        )
+    };
+    let (status, headers, body) = append().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert_eq!(body["error"]["type"], "other", "{body}");
+    assert!(headers.get("retry-after").is_some());
+    assert_eq!(redis.all_keys(), before, "nothing was stored");
+
+    redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .exec(&mut admin)
+        .unwrap();
+    let (status, _, body) = append().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["seq"], 1, "the refused append left no trace");
 }
 
 /// The binary on the `sql` backend (the rollback path), then back on

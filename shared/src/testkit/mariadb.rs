@@ -124,6 +124,19 @@ impl MariaDbServer {
     /// When the binaries are missing (naming the package) or the server
     /// does not start (with its log).
     pub fn start() -> Self {
+        // A port free when chosen can be taken before the server binds it
+        // (many servers start in parallel): retry on a fresh port.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(server) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("mariadbd did not start after 5 attempts; its last log:\n{last_log}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let (server_bin, install) = mariadb_bins();
         let template = template(&server_bin, &install);
         let dir = tempfile::Builder::new()
@@ -178,9 +191,9 @@ impl MariaDbServer {
         if !server.wait_ready() {
             let log = server.log();
             server.kill();
-            panic!("mariadbd did not start on port {port}; its log:\n{log}");
+            return Err(log);
         }
-        server
+        Ok(server)
     }
 
     /// Ready when a connection gets the protocol-10 greeting.

@@ -181,6 +181,19 @@ impl PostgresServer {
     /// When the binaries are missing (naming the package) or the server
     /// does not start (with its log).
     pub fn start() -> Self {
+        // A port free when chosen can be taken before the server binds it
+        // (many servers start in parallel): retry on a fresh port.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(server) => return server,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("postgres did not start after 5 attempts; its last log:\n{last_log}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let bin = postgres_bin_dir();
         let user = service_user();
         let template = template(&bin, user.as_ref());
@@ -223,9 +236,9 @@ impl PostgresServer {
         if !server.wait_ready(&bin) {
             let log = server.log();
             server.kill();
-            panic!("postgres did not start on port {port}; its log:\n{log}");
+            return Err(log);
         }
-        server
+        Ok(server)
     }
 
     fn wait_ready(&mut self, bin: &Path) -> bool {
