@@ -16,10 +16,16 @@ help: ## List the targets
 setup: ## Install what the tests need on a fresh machine (redis-server, postgresql, mariadb-server, cargo-nextest, pre-commit)
 	@scripts/setup.sh
 
+# The building blocks' suites again, on a local Redis Cluster of three primaries.
+CLUSTER_SUITES := binary(blocks) | binary(cache) | (binary(sessions) & (test(/::redis::/) | test(/^redis_keys::/) | test(/^faults::redis/)))
+
 test: ## Run the tests (NAME=<crate> for one crate), against real redis-server processes
 ifeq ($(NEXTEST),yes)
 	cargo nextest run $(CRATE_ARGS) --no-fail-fast
 	cargo test $(CRATE_ARGS) --doc
+ifeq ($(filter-out shared,$(NAME)),)
+	TEST_REDIS_TOPOLOGY=cluster cargo nextest run -p shared --no-fail-fast -E '$(CLUSTER_SUITES)'
+endif
 else
 	@echo "cargo-nextest not found (make setup installs it); using cargo test"
 	cargo test $(CRATE_ARGS) --no-fail-fast

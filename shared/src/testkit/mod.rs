@@ -11,6 +11,7 @@
 //!
 //! - `redis`: [`RedisServer`] (start, stop, restart, pause, kill clients; TLS, ACL users) and [`BlackHole`].
 //! - `cluster`: [`RedisCluster`], a local Redis Cluster of N primaries.
+//! - `topology`: [`TestRedis`], a server or a cluster (`TEST_REDIS_TOPOLOGY`) for the building blocks' suites.
 //! - `lambda`: [`LambdaRuntimeApi`], the Runtime API emulator, and [`lambda_events`].
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
@@ -32,6 +33,7 @@ mod postgres;
 mod process;
 mod redis;
 mod tls;
+mod topology;
 
 pub use browser::Browser;
 pub use cluster::RedisCluster;
@@ -42,6 +44,7 @@ pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::FunctionProcess;
 pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
 pub use tls::TlsFiles;
+pub use topology::{AdminConnection, TOPOLOGY_VAR, TestRedis};
 
 /// A database name no other test uses: `t_<pid>_<counter>`.
 pub fn fresh_database_name() -> String {

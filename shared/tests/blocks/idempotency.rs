@@ -5,11 +5,11 @@ use std::time::Duration;
 use shared::idempotency::{
     Begin, Idempotency, IdempotencyError, IdempotencySettings, StoredResponse,
 };
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};
 
-fn store(server: &RedisServer, settings: IdempotencySettings) -> Idempotency {
+fn store(server: &TestRedis, settings: IdempotencySettings) -> Idempotency {
     Idempotency::new(server.client(), &tenant("a"), "sync", settings)
 }
 
@@ -22,7 +22,7 @@ fn started(begin: Begin) -> shared::idempotency::Pending {
 
 #[tokio::test]
 async fn a_repeat_gets_the_first_response_back() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(&server, IdempotencySettings::default());
     let pending = started(idem.begin("key-1", "fp-1").await.unwrap());
     let response = StoredResponse::new(200, br#"{"n":1}"#.to_vec());
@@ -45,7 +45,7 @@ async fn a_repeat_gets_the_first_response_back() {
 
 #[tokio::test]
 async fn the_same_key_with_another_request_is_a_mismatch_before_and_after_completion() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(&server, IdempotencySettings::default());
     let pending = started(idem.begin("k", "fp-1").await.unwrap());
     assert_eq!(
@@ -63,7 +63,7 @@ async fn the_same_key_with_another_request_is_a_mismatch_before_and_after_comple
 
 #[tokio::test]
 async fn of_concurrent_duplicates_one_runs_and_the_others_are_told_it_is_in_progress() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(
         &server,
         IdempotencySettings::new(Duration::from_secs(60), Duration::from_secs(5)),
@@ -87,7 +87,7 @@ async fn of_concurrent_duplicates_one_runs_and_the_others_are_told_it_is_in_prog
 
 #[tokio::test]
 async fn an_abandoned_key_can_be_used_again() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(&server, IdempotencySettings::default());
     let pending = started(idem.begin("k", "fp").await.unwrap());
     idem.abandon(pending).await.unwrap();
@@ -97,7 +97,7 @@ async fn an_abandoned_key_can_be_used_again() {
 
 #[tokio::test]
 async fn a_marker_left_by_a_dead_request_expires_and_its_late_completion_is_refused() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(
         &server,
         IdempotencySettings::new(Duration::from_secs(60), Duration::from_millis(150)),
@@ -124,7 +124,7 @@ async fn a_marker_left_by_a_dead_request_expires_and_its_late_completion_is_refu
 
 #[tokio::test]
 async fn crafted_keys_are_escaped_inside_the_tenant_and_bad_keys_are_refused() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(&server, IdempotencySettings::default());
     let _pending = started(idem.begin("a:*{b}/../x", "fp").await.unwrap());
     assert_eq!(
@@ -143,7 +143,7 @@ async fn crafted_keys_are_escaped_inside_the_tenant_and_bad_keys_are_refused() {
 
 #[tokio::test]
 async fn completed_responses_expire_after_their_ttl() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let idem = store(
         &server,
         IdempotencySettings::new(Duration::from_millis(200), Duration::from_secs(5)),

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use shared::lock::{Lock, LockError};
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};
 
 #[tokio::test]
 async fn one_holder_at_a_time_and_the_holder_releases() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let lock = Lock::new(
         server.client(),
         &tenant("a"),
@@ -28,7 +28,7 @@ async fn one_holder_at_a_time_and_the_holder_releases() {
 
 #[tokio::test]
 async fn of_many_concurrent_acquirers_exactly_one_wins() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let lock = Lock::new(
         server.client(),
         &tenant("a"),
@@ -50,7 +50,7 @@ async fn of_many_concurrent_acquirers_exactly_one_wins() {
 
 #[tokio::test]
 async fn a_lock_whose_holder_died_expires_after_its_ttl() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let lock = Lock::new(
         server.client(),
         &tenant("a"),
@@ -67,7 +67,7 @@ async fn a_lock_whose_holder_died_expires_after_its_ttl() {
 
 #[tokio::test]
 async fn a_holder_whose_lock_expired_cannot_release_the_next_holders_lock() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let lock = Lock::new(
         server.client(),
         &tenant("a"),
@@ -89,7 +89,7 @@ async fn a_holder_whose_lock_expired_cannot_release_the_next_holders_lock() {
 
 #[tokio::test]
 async fn the_holder_can_extend_its_lock() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let lock = Lock::new(
         server.client(),
         &tenant("a"),
@@ -106,7 +106,7 @@ async fn the_holder_can_extend_its_lock() {
 
 #[tokio::test]
 async fn locks_of_different_tenants_are_independent() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let ttl = Duration::from_secs(30);
     let a = Lock::new(server.client(), &tenant("a"), "sync", ttl).unwrap();
     let b = Lock::new(server.client(), &tenant("b"), "sync", ttl).unwrap();
@@ -116,7 +116,7 @@ async fn locks_of_different_tenants_are_independent() {
 
 #[tokio::test]
 async fn redis_down_is_an_unavailable_error_and_a_zero_ttl_is_refused() {
-    let mut server = RedisServer::start();
+    let mut server = TestRedis::start();
     assert_eq!(
         Lock::new(server.client(), &tenant("a"), "x", Duration::ZERO).unwrap_err(),
         LockError::InvalidTtl

@@ -10,7 +10,7 @@ mod queue;
 mod ratelimit;
 
 use shared::keys::Tenant;
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 /// A tenant for tests.
 pub fn tenant(id: &str) -> Tenant {
@@ -18,6 +18,6 @@ pub fn tenant(id: &str) -> Tenant {
 }
 
 /// Every key on the server, sorted.
-pub fn all_keys(server: &RedisServer) -> Vec<String> {
+pub fn all_keys(server: &TestRedis) -> Vec<String> {
     server.all_keys()
 }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use shared::keys::Tenant;
 use shared::queue::{MAX_BATCH, Queue, QueueError, QueueSettings};
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};
 
-fn queue(server: &RedisServer, t: &Tenant, visibility: Duration) -> Queue {
+fn queue(server: &TestRedis, t: &Tenant, visibility: Duration) -> Queue {
     Queue::new(server.client(), t, "jobs", QueueSettings::new(visibility))
 }
 
@@ -19,7 +19,7 @@ fn payloads(n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn claimed_items_come_oldest_first_and_acked_items_are_gone() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_secs(30));
     let ids = q.enqueue(&payloads(5)).await.unwrap();
     assert_eq!(ids, ["1", "2", "3", "4", "5"]);
@@ -51,7 +51,7 @@ async fn claimed_items_come_oldest_first_and_acked_items_are_gone() {
 
 #[tokio::test]
 async fn an_unacknowledged_claim_is_redelivered_after_the_visibility_timeout() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_millis(1_000));
     q.enqueue(&["only"]).await.unwrap();
     let first = q.claim(1).await.unwrap();
@@ -80,7 +80,7 @@ async fn an_unacknowledged_claim_is_redelivered_after_the_visibility_timeout() {
 
 #[tokio::test]
 async fn an_ack_after_the_deadline_counts_while_nobody_else_has_the_item() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_millis(100));
     q.enqueue(&["x"]).await.unwrap();
     let claim = q.claim(1).await.unwrap().remove(0);
@@ -92,7 +92,7 @@ async fn an_ack_after_the_deadline_counts_while_nobody_else_has_the_item() {
 
 #[tokio::test]
 async fn unknown_and_repeated_ids_do_not_stop_the_others_from_being_acknowledged() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_secs(30));
     q.enqueue(&payloads(2)).await.unwrap();
     let claimed = q.claim(2).await.unwrap();
@@ -119,7 +119,7 @@ async fn unknown_and_repeated_ids_do_not_stop_the_others_from_being_acknowledged
 
 #[tokio::test]
 async fn concurrent_claimers_each_get_distinct_items_and_none_is_lost() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_secs(30));
     let all = payloads(300);
     for chunk in all.chunks(100) {
@@ -152,7 +152,7 @@ async fn concurrent_claimers_each_get_distinct_items_and_none_is_lost() {
 
 #[tokio::test]
 async fn with_claimers_dying_every_item_is_still_acknowledged_exactly_once() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_millis(150));
     q.enqueue(&payloads(60)).await.unwrap();
     // Half of the claims are abandoned (the claimer "dies"); the rest are acked.
@@ -207,7 +207,7 @@ async fn with_claimers_dying_every_item_is_still_acknowledged_exactly_once() {
 
 #[tokio::test]
 async fn queues_of_different_tenants_are_separate_keys() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let a = queue(&server, &tenant("a"), Duration::from_secs(30));
     let b = queue(&server, &tenant("b"), Duration::from_secs(30));
     a.enqueue(&["for-a"]).await.unwrap();
@@ -226,7 +226,7 @@ async fn queues_of_different_tenants_are_separate_keys() {
 
 #[tokio::test]
 async fn with_a_retention_the_queue_expires_whole_after_its_last_write() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let settings =
         QueueSettings::new(Duration::from_secs(30)).with_retention(Duration::from_millis(300));
     let q = Queue::new(server.client(), &tenant("a"), "jobs", settings);
@@ -245,7 +245,7 @@ async fn with_a_retention_the_queue_expires_whole_after_its_last_write() {
 
 #[tokio::test]
 async fn batches_outside_the_limits_are_refused_without_touching_redis() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_secs(1));
     assert_eq!(q.claim(0).await.unwrap_err(), QueueError::InvalidBatch);
     assert_eq!(
@@ -262,7 +262,7 @@ async fn batches_outside_the_limits_are_refused_without_touching_redis() {
 
 #[tokio::test]
 async fn redis_down_fails_the_operation_as_unavailable() {
-    let mut server = RedisServer::start();
+    let mut server = TestRedis::start();
     let q = queue(&server, &tenant("a"), Duration::from_secs(1));
     server.stop();
     assert!(q.enqueue(&["x"]).await.unwrap_err().is_unavailable());

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use shared::ErrorKind;
 use shared::ratelimit::{RateLimitError, RateLimiter};
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};
 
 #[tokio::test]
 async fn with_limit_l_and_more_concurrent_requests_exactly_l_pass() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 25, Duration::from_secs(60)).unwrap();
     let practice = tenant("clinic-1");
     let checks = (0..120).map(|_| {
@@ -39,7 +39,7 @@ async fn with_limit_l_and_more_concurrent_requests_exactly_l_pass() {
 
 #[tokio::test]
 async fn a_rejected_caller_is_told_when_the_next_request_fits_and_it_does() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 2, Duration::from_secs(2)).unwrap();
     let t = tenant("a");
     assert!(limiter.check(&t, "s").await.unwrap().allowed);
@@ -57,7 +57,7 @@ async fn a_rejected_caller_is_told_when_the_next_request_fits_and_it_does() {
 
 #[tokio::test]
 async fn rejected_requests_are_not_counted() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 1, Duration::from_secs(60)).unwrap();
     let t = tenant("a");
     assert!(limiter.check(&t, "s").await.unwrap().allowed);
@@ -73,7 +73,7 @@ async fn rejected_requests_are_not_counted() {
 
 #[tokio::test]
 async fn each_check_is_one_redis_round_trip() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let client = server.client();
     let limiter = RateLimiter::new(client.clone(), 100, Duration::from_secs(60)).unwrap();
     let t = tenant("a");
@@ -88,7 +88,7 @@ async fn each_check_is_one_redis_round_trip() {
 
 #[tokio::test]
 async fn limits_are_kept_per_tenant_and_subject_under_the_tenant_prefix() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 1, Duration::from_secs(60)).unwrap();
     assert!(limiter.check(&tenant("a"), "sync").await.unwrap().allowed);
     assert!(!limiter.check(&tenant("a"), "sync").await.unwrap().allowed);
@@ -114,7 +114,7 @@ async fn limits_are_kept_per_tenant_and_subject_under_the_tenant_prefix() {
 
 #[tokio::test]
 async fn peek_reports_the_remaining_budget_without_spending_it() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 3, Duration::from_secs(60)).unwrap();
     let t = tenant("a");
     assert_eq!(limiter.peek(&t, "s").await.unwrap().remaining, 3);
@@ -133,7 +133,7 @@ async fn peek_reports_the_remaining_budget_without_spending_it() {
 
 #[tokio::test]
 async fn redis_down_is_an_unavailable_error_not_a_decision() {
-    let mut server = RedisServer::start();
+    let mut server = TestRedis::start();
     let limiter = RateLimiter::new(server.client(), 3, Duration::from_secs(60)).unwrap();
     server.stop();
     let err = limiter.check(&tenant("a"), "s").await.unwrap_err();
@@ -146,7 +146,7 @@ async fn redis_down_is_an_unavailable_error_not_a_decision() {
 
 #[test]
 fn impossible_settings_and_subjects_are_refused() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     assert_eq!(
         RateLimiter::new(server.client(), 0, Duration::from_secs(1)).unwrap_err(),
         RateLimitError::InvalidSettings

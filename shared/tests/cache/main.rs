@@ -13,32 +13,25 @@ use std::time::{Duration, Instant};
 use shared::ErrorKind;
 use shared::cache::{Cache, CacheError, CacheStatus};
 use shared::keys::Tenant;
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 fn acme() -> Tenant {
     Tenant::new("workspace", "acme").unwrap()
 }
 
-fn cache(server: &RedisServer, ttl: Duration) -> Cache {
+fn cache(server: &TestRedis, ttl: Duration) -> Cache {
     Cache::new(server.client(), &acme(), "report", ttl)
 }
 
-/// `keyspace_hits` and `keyspace_misses` from `INFO stats`.
-fn keyspace(server: &RedisServer) -> (u64, u64) {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(&mut server.admin())
-        .unwrap();
-    let field = |name| {
-        shared::health::info_field(&info, name)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    (field("keyspace_hits"), field("keyspace_misses"))
+/// `keyspace_hits` and `keyspace_misses` from `INFO stats` (every node).
+fn keyspace(server: &TestRedis) -> (u64, u64) {
+    (
+        server.info_sum("stats", "keyspace_hits"),
+        server.info_sum("stats", "keyspace_misses"),
+    )
 }
 
-fn exists(server: &RedisServer, key: &str) -> bool {
+fn exists(server: &TestRedis, key: &str) -> bool {
     redis::cmd("EXISTS")
         .arg(key)
         .query::<bool>(&mut server.admin())
@@ -55,7 +48,7 @@ async fn value_of(cache: &Cache, key: &str, value: u64) -> (u64, CacheStatus) {
 
 #[tokio::test]
 async fn a_miss_computes_and_stores_then_a_hit_reads_the_stored_value() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     assert_eq!(value_of(&cache, "monthly", 1).await, (1, CacheStatus::Miss));
     // The second computation would give 2: a hit must not run it.
@@ -80,7 +73,7 @@ async fn a_miss_computes_and_stores_then_a_hit_reads_the_stored_value() {
 
 #[tokio::test]
 async fn a_value_is_recomputed_after_its_ttl() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_millis(100));
     assert_eq!(value_of(&cache, "k", 1).await.1, CacheStatus::Miss);
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -89,7 +82,7 @@ async fn a_value_is_recomputed_after_its_ttl() {
 
 #[tokio::test]
 async fn a_hit_costs_one_keyspace_hit_and_a_miss_one_keyspace_miss() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let before = keyspace(&server);
     for i in 0..7 {
@@ -113,7 +106,7 @@ async fn a_hit_costs_one_keyspace_hit_and_a_miss_one_keyspace_miss() {
 
 #[tokio::test]
 async fn concurrent_misses_of_one_key_compute_it_once() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let computed = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..50)
@@ -155,7 +148,7 @@ async fn concurrent_misses_of_one_key_compute_it_once() {
 
 #[tokio::test]
 async fn a_failed_computation_stores_nothing_and_frees_the_lock() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let err = cache
         .get_or_compute("k", || async { Err::<u64, _>("upstream down") })
@@ -169,7 +162,7 @@ async fn a_failed_computation_stores_nothing_and_frees_the_lock() {
 
 #[tokio::test]
 async fn a_caller_waits_for_a_dead_lock_holder_only_as_long_as_its_wait() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60))
         .with_lock(Duration::from_secs(30), Duration::from_millis(300));
     // A holder that took the lock and died before storing anything.
@@ -191,7 +184,7 @@ async fn a_caller_waits_for_a_dead_lock_holder_only_as_long_as_its_wait() {
 
 #[tokio::test]
 async fn a_waiting_caller_reads_the_value_the_lock_holder_stores() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let lock = cache.lock_key("k").unwrap();
     redis::cmd("SET")
@@ -217,7 +210,7 @@ async fn a_waiting_caller_reads_the_value_the_lock_holder_stores() {
 
 #[tokio::test]
 async fn an_undecodable_value_is_recomputed_and_overwritten() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let key = cache.value_key("k").unwrap();
     redis::cmd("SET")
@@ -231,7 +224,7 @@ async fn an_undecodable_value_is_recomputed_and_overwritten() {
 
 #[tokio::test]
 async fn a_redis_outage_computes_without_the_cache_and_says_so() {
-    let mut server = RedisServer::start();
+    let mut server = TestRedis::start();
     let client = server.client();
     let cache = Cache::new(client.clone(), &acme(), "report", Duration::from_secs(60));
     assert_eq!(value_of(&cache, "k", 1).await.1, CacheStatus::Miss);
@@ -252,7 +245,7 @@ async fn a_redis_outage_computes_without_the_cache_and_says_so() {
 
 #[tokio::test]
 async fn crafted_keys_stay_inside_the_tenant_and_never_collide() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     let crafted = ["a:*", "{b}", "b:x", "../b", "日本", "*", "x y", "[a]?"];
     for (i, key) in crafted.iter().enumerate() {
@@ -282,7 +275,7 @@ async fn crafted_keys_stay_inside_the_tenant_and_never_collide() {
 
 #[tokio::test]
 async fn invalidate_removes_a_value_so_the_next_read_misses() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let cache = cache(&server, Duration::from_secs(60));
     assert_eq!(value_of(&cache, "k", 1).await.1, CacheStatus::Miss);
     assert!(cache.invalidate("k").await.unwrap());

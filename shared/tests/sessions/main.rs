@@ -20,7 +20,7 @@ use shared::config::{Backend, Config};
 use shared::memory_store::{self, MemoryStore};
 use shared::session::{self, SessionStore};
 use shared::sql::{SqlDatabase, SqlSettings};
-use shared::testkit::{MariaDbServer, PostgresServer, RedisServer};
+use shared::testkit::{MariaDbServer, PostgresServer, TestRedis};
 use shared::{Secret, config::StoreConfig};
 use sqlx::Row;
 
@@ -40,7 +40,7 @@ pub struct World {
     pub kind: Kind,
     pub sessions: Arc<dyn SessionStore>,
     pub memory: Arc<dyn MemoryStore>,
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub db: Option<SqlDatabase>,
     pub postgres: Option<PostgresServer>,
     pub mariadb: Option<MariaDbServer>,
@@ -53,7 +53,7 @@ impl World {
 
     /// A world whose sessions expire `ttl` after their last write (Redis and memory).
     pub async fn with_ttl(kind: Kind, ttl: Duration) -> Self {
-        let redis = RedisServer::start();
+        let redis = TestRedis::start();
         let (postgres, mariadb, url) = match kind {
             Kind::Postgres => {
                 let server = PostgresServer::start();
@@ -128,7 +128,7 @@ impl World {
 }
 
 /// Every key of a server with its type and contents, sorted.
-pub fn redis_dump(server: &RedisServer) -> String {
+pub fn redis_dump(server: &TestRedis) -> String {
     let mut conn = server.admin();
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     keys.sort();

@@ -9,14 +9,14 @@ use shared::keys::{escape_id, hash_slot};
 use shared::session::{
     Event, GetSession, RedisSessionStore, SessionKey, SessionStore, State, UserKey,
 };
-use shared::testkit::RedisServer;
+use shared::testkit::TestRedis;
 
 use crate::behaviour::crafted_ids;
 use crate::redis_dump;
 
 const TTL: Duration = Duration::from_secs(3_600);
 
-fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
+fn keys(server: &TestRedis, pattern: &str) -> Vec<String> {
     let mut k: Vec<String> = redis::cmd("KEYS")
         .arg(pattern)
         .query(&mut server.admin())
@@ -25,7 +25,7 @@ fn keys(server: &RedisServer, pattern: &str) -> Vec<String> {
     k
 }
 
-fn pttl(server: &RedisServer, key: &str) -> i64 {
+fn pttl(server: &TestRedis, key: &str) -> i64 {
     redis::cmd("PTTL")
         .arg(key)
         .query(&mut server.admin())
@@ -41,7 +41,7 @@ fn state(pairs: &[(&str, serde_json::Value)]) -> State {
 
 #[tokio::test]
 async fn every_key_of_a_session_has_a_ttl_after_create_and_after_each_append() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let store = RedisSessionStore::new(server.client(), TTL);
     let user = UserKey::new("agent", "alice").unwrap();
     let key = SessionKey::new("agent", "alice", "s").unwrap();
@@ -95,7 +95,7 @@ async fn every_key_of_a_session_has_a_ttl_after_create_and_after_each_append() {
 
 #[tokio::test]
 async fn a_sessions_keys_and_its_shared_state_are_in_one_hash_slot() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let store = RedisSessionStore::new(server.client(), TTL);
     let user = UserKey::new("agent", "{other}:x").unwrap();
     let key = SessionKey::new("agent", "{other}:x", "}{").unwrap();
@@ -122,7 +122,7 @@ async fn a_sessions_keys_and_its_shared_state_are_in_one_hash_slot() {
 
 #[tokio::test]
 async fn an_append_is_one_round_trip_whatever_the_history_length() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let client = server.client();
     let store = RedisSessionStore::new(client.clone(), TTL);
     let user = UserKey::new("agent", "alice").unwrap();
@@ -184,7 +184,7 @@ fn segments(key: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn crafted_ids_never_reach_another_apps_or_users_keys() {
-    let server = RedisServer::start();
+    let server = TestRedis::start();
     let store = RedisSessionStore::new(server.client(), TTL);
     // Victims: a user of the same app, and the same user names in another app.
     let victim = UserKey::new("agent", "victim").unwrap();
