@@ -818,3 +818,117 @@ async fn an_unreachable_database_stops_the_process_without_printing_the_password
     assert!(f.output().contains("stores"), "{}", f.output());
     assert!(!f.output().contains("pw-7f3a"), "{}", f.output());
 }
+
+/// Hostile input through the whole router against a real Redis, with many
+/// generated cases: crafted app, user and session ids, state keys (`app:`,
+/// `user:`, `temp:`, braces, globs), events and query values. Nothing
+/// answers 5xx, and every key left is inside an app a request named.
+#[test]
+fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+    use shared::testkit::hostile::{self, encode};
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone)]
+    enum Call {
+        Create(String, Value),
+        Append(Value, Value, String),
+        Get(String, String),
+        List,
+        Delete,
+        Remember(Value),
+        Search(String, String),
+    }
+    let id = || prop_oneof![3 => "s[0-2]", 2 => hostile::text()];
+    let state = || {
+        prop_oneof![
+            2 => prop::collection::vec((prop_oneof![Just("app:".to_owned()), Just("user:".to_owned()), Just("temp:".to_owned()), Just(String::new())], hostile::text(), hostile::json()), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(p, k, v)| (format!("{p}{k}"), v)).collect())),
+            1 => hostile::json(),
+        ]
+    };
+    let calls = prop_oneof![
+        2 => (id(), state()).prop_map(|(i, s)| Call::Create(i, s)),
+        4 => (state(), hostile::json(), hostile::text())
+            .prop_map(|(delta, content, seq)| Call::Append(delta, content, seq)),
+        1 => (hostile::text(), hostile::text()).prop_map(|(n, t)| Call::Get(n, t)),
+        1 => Just(Call::List),
+        1 => Just(Call::Delete),
+        1 => hostile::json().prop_map(Call::Remember),
+        1 => (hostile::text(), hostile::text()).prop_map(|(q, l)| Call::Search(q, l)),
+    ];
+    let app_id = prop_oneof![3 => "app-[a-b]", 1 => hostile::text()];
+    let user = prop_oneof![3 => "u[0-1]", 1 => hostile::text()];
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (app, redis) = rt.block_on(spawn_app(&[]));
+    let victim = format!("{}/sessions", "/apps/victim-app-0/users/v");
+    let (status, _) = rt.block_on(call(
+        &app,
+        "POST",
+        &victim,
+        Some(json!({"session_id": "v"})),
+    ));
+    assert_eq!(status, StatusCode::CREATED);
+    let victim_keys = redis.all_keys();
+    let dump = |keys: &[String]| -> Vec<Vec<u8>> {
+        keys.iter()
+            .map(|k| redis::cmd("DUMP").arg(k).query(&mut redis.admin()).unwrap())
+            .collect()
+    };
+    let victim_dump = dump(&victim_keys);
+
+    let named = RefCell::new(BTreeSet::from(["victim-app-0".to_owned()]));
+    let (ok, rejected) = (Cell::new(0u32), Cell::new(0u32));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 1_500,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&(app_id, user, id(), calls), |(a, u, s, c)| {
+        if hostile::is_tenant(&a) {
+            named.borrow_mut().insert(a.clone());
+        }
+        let base = format!("/apps/{}/users/{}", encode(&a), encode(&u));
+        let session = format!("{base}/sessions/{}", encode(&s));
+        let (method, uri, body) = match &c {
+            Call::Create(i, st) => ("POST", format!("{base}/sessions"), Some(json!({"session_id": i, "state": st}).to_string())),
+            Call::Append(delta, content, seq) => {
+                let expected = seq.parse::<i64>().map_or(Value::String(seq.clone()), Value::from);
+                let event = json!({"event": {"author": "user", "content": content, "actions": {"state_delta": delta}}, "expected_seq": expected});
+                ("POST", format!("{session}/events"), Some(event.to_string()))
+            }
+            Call::Get(n, t) => ("GET", format!("{session}?num_recent_events={}&after_timestamp={}", encode(n), encode(t)), None),
+            Call::List => ("GET", format!("{base}/sessions"), None),
+            Call::Delete => ("DELETE", session.clone(), None),
+            Call::Remember(body) => ("POST", format!("{base}/memory"), Some(body.to_string())),
+            Call::Search(q, l) => ("GET", format!("{base}/memory?query={}&limit={}", encode(q), encode(l)), None),
+        };
+        let (status, _, reply) = rt.block_on(call_raw(&app, method, &uri, body, "application/json"));
+        prop_assert!(status.as_u16() < 500, "{c:?} on {a:?}/{u:?}/{s:?}: {reply}");
+        if status.is_client_error() {
+            rejected.set(rejected.get() + 1);
+            prop_assert!(reply["error"]["code"].is_string(), "{reply}");
+        } else {
+            ok.set(ok.get() + 1);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(
+        ok.get() >= 200 && rejected.get() >= 200,
+        "{} accepted, {} rejected",
+        ok.get(),
+        rejected.get()
+    );
+    hostile::assert_keys_confined(&redis.all_keys(), &named.borrow());
+    assert_eq!(
+        dump(&victim_keys),
+        victim_dump,
+        "the victim app's keys changed"
+    );
+}

@@ -19,6 +19,7 @@
 //! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
 //! - `postgres`: [`PostgresServer`], a PostgreSQL server of the test's own (run as `postgres` under root).
 //! - `mariadb`: [`MariaDbServer`], a MariaDB / MySQL server of the test's own.
+//! - [`hostile`]: hostile strings and JSON for property tests, and the key-confinement check.
 //! - [`conformance`]: the checks every function binary passes.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -26,6 +27,7 @@
 mod browser;
 mod cluster;
 pub mod conformance;
+pub mod hostile;
 mod lambda;
 mod logs;
 mod mariadb;

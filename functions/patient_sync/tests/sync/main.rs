@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod acl;
 mod change_detection;
 mod concurrency;
 mod faults;
+mod hostile;
 mod idempotency;
 mod isolation;
 mod lock;

@@ -8,6 +8,7 @@
 
 mod access;
 mod dashboard;
+mod hostile;
 mod keys;
 mod metrics;
 mod secrets;
