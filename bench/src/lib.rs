@@ -232,9 +232,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             .enumerate()
             .map(|(i, c)| {
                 if i == 0 {
-                    format!("{c:<w$}", w = widths[i])
+                    format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0))
                 } else {
-                    format!("{c:>w$}", w = widths[i])
+                    format!("{c:>w$}", w = widths.get(i).copied().unwrap_or(0))
                 }
             })
             .collect::<Vec<_>>()

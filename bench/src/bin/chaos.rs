@@ -32,6 +32,9 @@ use shared::testkit::{FunctionProcess, RedisServer};
 const WORKERS: usize = 50;
 const DEADLINE_MS: u64 = 3_000;
 const MARGIN_MS: u64 = 300;
+/// Resident memory may grow this much between the end of the warm-up and
+/// the end of the run (allocator arenas settling), not per request.
+const MAX_RSS_GROWTH_MIB: f64 = 4.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,11 +88,14 @@ struct Tally {
     deadline_misses: u64,
     max_latency_ms: f64,
     acked: Vec<(String, String)>,
+    /// 5xx answers by kind, per fault window (index into `Fault::ALL`).
+    fault_errors: BTreeMap<usize, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Serialize)]
 struct FaultResult {
     fault: Fault,
+    errors_during: BTreeMap<String, u64>,
     health_503_after_ms: Option<f64>,
     health_200_after_recovery_ms: Option<f64>,
     ok: bool,
@@ -111,6 +117,7 @@ struct Report {
     panics_logged: usize,
     fds_before: usize,
     fds_after: usize,
+    rss_after_warmup_mib: f64,
     soak_rss_mib: Vec<f64>,
     passed: bool,
 }
@@ -121,6 +128,8 @@ struct Run {
     tally: Mutex<Tally>,
     stop: AtomicBool,
     started: Instant,
+    /// The fault being injected, as 1 + its index in `Fault::ALL`; 0 between faults.
+    fault: std::sync::atomic::AtomicUsize,
     /// (ms since start, status; 0 when no answer)
     health: Mutex<Vec<(f64, u16)>>,
 }
@@ -160,7 +169,16 @@ async fn send(run: &Run, req: reqwest::RequestBuilder, write: Option<(String, St
                     .or(body["error"]["code"].as_str())
                     .unwrap_or("unknown")
                     .to_owned();
-                *tally.error_types.entry(kind).or_default() += 1;
+                *tally.error_types.entry(kind.clone()).or_default() += 1;
+                let fault = run.fault.load(Ordering::Relaxed);
+                if fault > 0 {
+                    *tally
+                        .fault_errors
+                        .entry(fault - 1)
+                        .or_default()
+                        .entry(kind)
+                        .or_default() += 1;
+                }
             }
             if (200..300).contains(&s)
                 && let Some((scope, id)) = write
@@ -325,7 +343,13 @@ async fn inject(run: &Run, redis: &Arc<Mutex<RedisServer>>, fault: Fault, secs: 
     (start, run.ms())
 }
 
-fn judge(fault: Fault, health: &[(f64, u16)], start: f64, recovered: f64) -> FaultResult {
+fn judge(
+    fault: Fault,
+    health: &[(f64, u16)],
+    start: f64,
+    recovered: f64,
+    errors_during: BTreeMap<String, u64>,
+) -> FaultResult {
     let first_bad = health
         .iter()
         .find(|(t, s)| *t >= start && *s != 200)
@@ -339,6 +363,7 @@ fn judge(fault: Fault, health: &[(f64, u16)], start: f64, recovered: f64) -> Fau
             && first_good.is_some_and(|ms| ms <= 2_000.0));
     FaultResult {
         fault,
+        errors_during,
         health_503_after_ms: first_bad,
         health_200_after_recovery_ms: first_good,
         ok,
@@ -444,6 +469,7 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         tally: Mutex::default(),
         stop: AtomicBool::new(false),
         started: Instant::now(),
+        fault: std::sync::atomic::AtomicUsize::new(0),
         health: Mutex::default(),
     });
     let mut tasks: Vec<_> = (0..WORKERS)
@@ -454,10 +480,16 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
     let steady = Duration::from_secs_f64(phase);
     tokio::time::sleep(steady).await;
     let fds_before = bench::proc::open_fds(f.pid()).unwrap_or(0);
+    let rss_after_warmup = bench::proc::rss_kib(f.pid()).unwrap_or(0) as f64 / 1024.0;
     let mut windows = Vec::new();
-    for fault in Fault::ALL {
+    for (i, fault) in Fault::ALL.into_iter().enumerate() {
         progress(&format!("{name}: {}", fault.name()));
-        windows.push((fault, inject(&run, &redis, fault, phase).await));
+        run.fault.store(i + 1, Ordering::Relaxed);
+        let window = inject(&run, &redis, fault, phase).await;
+        // The recovery second belongs to the fault too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run.fault.store(0, Ordering::Relaxed);
+        windows.push((fault, window));
         tokio::time::sleep(steady).await;
     }
     progress(&format!("{name}: soak"));
@@ -476,16 +508,20 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let faults: Vec<FaultResult> = windows
-        .iter()
-        .map(|(fault, (s, r))| judge(*fault, &health, *s, *r))
-        .collect();
-    let tally = std::mem::take(
+    let mut tally = std::mem::take(
         &mut *run
             .tally
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    let faults: Vec<FaultResult> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, (fault, (s, r)))| {
+            let errors = tally.fault_errors.remove(&i).unwrap_or_default();
+            judge(*fault, &health, *s, *r, errors)
+        })
+        .collect();
     progress(&format!(
         "{name}: checking {} acknowledged writes",
         tally.acked.len()
@@ -499,7 +535,10 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         && tally.transport_errors == 0
         && writes_lost == 0
         && faults.iter().all(|r| r.ok)
-        && fds_after <= fds_before + 4;
+        && fds_after <= fds_before + 4
+        && soak_rss
+            .last()
+            .is_some_and(|end| end - rss_after_warmup <= MAX_RSS_GROWTH_MIB);
     Report {
         function: name.to_owned(),
         faults,
@@ -515,6 +554,7 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         panics_logged,
         fds_before,
         fds_after,
+        rss_after_warmup_mib: rss_after_warmup,
         soak_rss_mib: soak_rss,
         passed,
     }
@@ -553,11 +593,15 @@ fn render(reports: &[Report], phase: f64) -> String {
                 r.writes_acknowledged.to_string(),
                 r.writes_lost.to_string(),
                 format!("{}→{}", r.fds_before, r.fds_after),
-                r.soak_rss_mib
-                    .iter()
-                    .map(|v| format!("{v:.1}"))
-                    .collect::<Vec<_>>()
-                    .join("/"),
+                format!(
+                    "{:.1} → {}",
+                    r.rss_after_warmup_mib,
+                    r.soak_rss_mib
+                        .iter()
+                        .map(|v| format!("{v:.1}"))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                ),
                 if r.passed {
                     "PASS".into()
                 } else {
@@ -580,7 +624,7 @@ fn render(reports: &[Report], phase: f64) -> String {
             "writes acked",
             "writes lost",
             "fds",
-            "soak RSS MiB",
+            "RSS MiB (warm → soak)",
             "result",
         ],
         &rows,
@@ -592,6 +636,11 @@ fn render(reports: &[Report], phase: f64) -> String {
                 vec![
                     r.function.clone(),
                     f.fault.name().to_owned(),
+                    f.errors_during
+                        .iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     fmt_ms(f.health_503_after_ms),
                     fmt_ms(f.health_200_after_recovery_ms),
                     if f.fault.is_outage() {
@@ -608,6 +657,7 @@ fn render(reports: &[Report], phase: f64) -> String {
         &[
             "function",
             "fault",
+            "5xx by kind (fault + 1 s)",
             "health 503 after",
             "health 200 after recovery",
             "≤1 s / ≤2 s",
