@@ -93,6 +93,18 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     Ok(status)
 }
 
+/// Sends `request` once on a fresh connection and returns the status code.
+pub async fn send_once(addr: SocketAddr, request: &Request) -> u16 {
+    let result = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(&request.bytes()).await?;
+        let mut buf = Vec::new();
+        read_response(&mut stream, &mut buf).await
+    }
+    .await;
+    result.unwrap_or_else(|e| crate::fail(&format!("{} {}: {e}", request.method, request.path)))
+}
+
 /// Runs `connections` keep-alive connections sending `request` for
 /// `duration` (after a warm-up of a fifth of it). Every response must be 2xx.
 pub async fn run(

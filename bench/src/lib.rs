@@ -8,6 +8,7 @@
 
 pub mod chart;
 pub mod http_load;
+pub mod monitor;
 pub mod proc;
 
 use std::future::Future;
@@ -152,11 +153,14 @@ fn redis_benchmark_args(port: u16, extra: &[&str], clients: usize, requests: u64
         .skip(1)
         .find(|l| !l.trim().is_empty())
         .unwrap_or_else(|| fail(&format!("redis-benchmark printed no result: {text}")));
-    let cols: Vec<f64> = row
-        .split(',')
-        .skip(1)
+    // The first column is the command line, which may itself hold commas
+    // and quotes (a JSON argument): read the seven numbers from the end.
+    let mut cols: Vec<f64> = row
+        .rsplit(',')
+        .take(7)
         .map(|c| c.trim_matches('"').parse().unwrap_or(0.0))
         .collect();
+    cols.reverse();
     let col = |i: usize| cols.get(i).copied().unwrap_or(0.0);
     Stats {
         ops: requests,

@@ -3,6 +3,9 @@
 //! `redis-benchmark` running the same command at the same concurrency
 //! without pipelining, against one `redis-server` started here.
 //!
+//! Cases: `PING`, `GET`, `SET`, `RPUSH`, and the building blocks' operations
+//! (session append, rate-limit check, queue claim), whose reference is the
+//! exact `EVALSHA` the block sends, captured with `MONITOR`.
 //! Latency p50/p99 with one caller; throughput at 1, 16, 64 and 256 callers.
 //! Prints a table, writes `bench-results/client.json` and two charts.
 //! `BENCH_SECS` (default 1.5) and `BENCH_ROUNDS` (default 3) set the effort.
@@ -15,8 +18,13 @@ use bench::{
     Stats, closed_loop, env_or, median, out, progress, redis_benchmark, redis_benchmark_command,
     table,
 };
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
+use shared::keys::Tenant;
+use shared::queue::{Queue, QueueSettings};
+use shared::ratelimit::{MAX_LIMIT, RateLimiter};
+use shared::session::{Event, RedisSessionStore, SessionKey, SessionStore, UserKey};
 use shared::testkit::RedisServer;
 use shared::{RedisClient, RedisFailure};
 
@@ -36,6 +44,25 @@ struct Case {
     name: &'static str,
     reference: Reference,
     op: Op,
+}
+
+#[derive(Serialize)]
+struct Target {
+    name: String,
+    ratio: f64,
+    goal: &'static str,
+    met: bool,
+}
+
+impl Target {
+    fn new(name: &str, ratio: f64, goal: &'static str, met: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            ratio,
+            goal,
+            met,
+        }
+    }
 }
 
 #[derive(Serialize, Clone)]
@@ -61,12 +88,14 @@ fn cmd_op(cmd: redis::Cmd) -> Op {
     })
 }
 
-fn cases() -> Vec<Case> {
+async fn cases(server: &RedisServer, client: &RedisClient) -> Vec<Case> {
     let mut set = redis::cmd("SET");
-    set.arg("key:bench").arg("x".repeat(3));
+    set.arg("key:bench").arg("xxx");
     let mut get = redis::cmd("GET");
     get.arg("key:bench");
-    vec![
+    let mut rpush = redis::cmd("RPUSH");
+    rpush.arg("list:bench").arg("xxx");
+    let mut cases = vec![
         Case {
             name: "PING",
             reference: Reference::Test("ping_mbulk"),
@@ -82,7 +111,105 @@ fn cases() -> Vec<Case> {
             reference: Reference::Command(vec!["SET".into(), "key:bench".into(), "xxx".into()]),
             op: cmd_op(set),
         },
-    ]
+        Case {
+            name: "RPUSH",
+            reference: Reference::Command(vec!["RPUSH".into(), "list:bench".into(), "xxx".into()]),
+            op: cmd_op(rpush),
+        },
+    ];
+
+    // The building blocks. Each reference is the exact EVALSHA the block
+    // sends, captured with MONITOR and replayed by redis-benchmark.
+    let tenant = Tenant::new("workspace", "bench").unwrap_or_else(|e| bench::fail(&e.to_string()));
+    let store = Arc::new(RedisSessionStore::new(
+        client.clone(),
+        Duration::from_secs(3_600),
+    ));
+    let user = UserKey::new("bench", "user").unwrap_or_else(|e| bench::fail(&e.to_string()));
+    let session = store
+        .create(&user, Default::default(), Some("session"))
+        .await
+        .unwrap_or_else(|e| bench::fail(&e.to_string()));
+    let key = SessionKey::new("bench", "user", &session.id)
+        .unwrap_or_else(|e| bench::fail(&e.to_string()));
+    let append: Op = {
+        let (store, key) = (store.clone(), key.clone());
+        Arc::new(move |_client: RedisClient| {
+            let (store, key) = (store.clone(), key.clone());
+            Box::pin(async move {
+                store
+                    .append_event(&key, Event::text("user", "hello there"), None)
+                    .await
+                    .map(drop)
+                    .map_err(|e| RedisFailure::unexpected(e.to_string()))
+            })
+        })
+    };
+    let limiter = Arc::new(
+        RateLimiter::new(client.clone(), MAX_LIMIT, Duration::from_secs(1))
+            .unwrap_or_else(|e| bench::fail(&e.to_string())),
+    );
+    let check: Op = {
+        let (limiter, tenant) = (limiter.clone(), tenant.clone());
+        Arc::new(move |_client: RedisClient| {
+            let (limiter, tenant) = (limiter.clone(), tenant.clone());
+            Box::pin(async move {
+                limiter
+                    .check(&tenant, "caller")
+                    .await
+                    .map(drop)
+                    .map_err(|e| RedisFailure::unexpected(e.to_string()))
+            })
+        })
+    };
+    let queue = Arc::new(Queue::new(
+        client.clone(),
+        &tenant,
+        "bench",
+        QueueSettings::new(Duration::from_secs(600)),
+    ));
+    let claim: Op = {
+        let queue = queue.clone();
+        Arc::new(move |_client: RedisClient| {
+            let queue = queue.clone();
+            Box::pin(async move {
+                queue
+                    .claim(1)
+                    .await
+                    .map(drop)
+                    .map_err(|e| RedisFailure::unexpected(e.to_string()))
+            })
+        })
+    };
+    fill_queue(&queue, QUEUE_ITEMS).await;
+    for (name, op) in [
+        ("session append", append),
+        ("rate-limit check", check),
+        ("queue claim", claim),
+    ] {
+        let captured =
+            bench::monitor::capture(server.port(), "EVALSHA", || op(client.clone()).map(drop))
+                .await;
+        cases.push(Case {
+            name,
+            reference: Reference::Command(captured),
+            op,
+        });
+    }
+    cases
+}
+
+/// Items kept in the benchmark queue so that every claim finds one.
+const QUEUE_ITEMS: usize = 400_000;
+
+async fn fill_queue(queue: &Queue, target: usize) {
+    let pending = queue.stats().await.map(|s| s.pending as usize).unwrap_or(0);
+    let payloads: Vec<String> = (0..1_000).map(|i| format!("{{\"change\":{i}}}")).collect();
+    for _ in 0..target.saturating_sub(pending).div_ceil(1_000) {
+        if let Err(e) = queue.enqueue(&payloads).await {
+            bench::fail(&format!("cannot fill the queue: {e}"));
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -91,9 +218,19 @@ async fn main() {
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let server = RedisServer::start();
     let client = server.client();
+    let all_cases = cases(&server, &client).await;
+    let queue = Queue::new(
+        client.clone(),
+        &Tenant::new("workspace", "bench").unwrap_or_else(|e| bench::fail(&e.to_string())),
+        "bench",
+        QueueSettings::new(Duration::from_secs(600)),
+    );
     let mut rows = Vec::new();
-    for case in cases() {
+    for case in all_cases {
         for concurrency in CONCURRENCY {
+            if case.name == "queue claim" {
+                fill_queue(&queue, QUEUE_ITEMS).await;
+            }
             progress(&format!("{} at {concurrency} callers", case.name));
             let reference = median(
                 (0..rounds)
@@ -213,9 +350,57 @@ async fn main() {
             r.redis_benchmark.p50_ms
         }),
     );
+    let find = |case: &str, c: usize| {
+        rows.iter()
+            .find(|r| r.case == case && r.concurrency == c)
+            .cloned()
+    };
+    let mut targets = Vec::new();
+    if let Some(ping) = find("PING", 1) {
+        targets.push(Target::new(
+            "PING p50, 1 caller, vs redis-benchmark -c 1",
+            ping.p50_ratio,
+            "<= 1.25x",
+            ping.p50_ratio <= 1.25,
+        ));
+    }
+    for case in ["PING", "GET"] {
+        if let Some(r) = find(case, 64) {
+            targets.push(Target::new(
+                &format!("{case} throughput, 64 callers, vs redis-benchmark -c 64"),
+                r.throughput_ratio,
+                ">= 3x",
+                r.throughput_ratio >= 3.0,
+            ));
+        }
+    }
+    if let (Some(append), Some(rpush)) = (find("session append", 1), find("RPUSH", 1)) {
+        let ratio = append.client.p50_ms / rpush.redis_benchmark.p50_ms.max(1e-6);
+        targets.push(Target::new(
+            "session append p50 vs redis-benchmark RPUSH p50, 1 caller",
+            ratio,
+            "<= 1.5x",
+            ratio <= 1.5,
+        ));
+    }
+    out("");
+    out(&table(
+        &["target", "measured", "goal", "met"],
+        &targets
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    format!("{:.2}x", t.ratio),
+                    t.goal.to_owned(),
+                    if t.met { "yes".into() } else { "no".into() },
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
     let path = bench::write_results(
         "client",
-        &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows }),
+        &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows, "targets": targets }),
     );
     out(&format!(
         "results: {} {} {}",

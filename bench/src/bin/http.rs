@@ -1,7 +1,8 @@
 //! Functions over HTTP: each function binary (release build) in server mode
 //! under the workspace's load generator, `/redis-health` (a Redis round trip
 //! per request) beside `/healthz` on the same server (no Redis work), at 1,
-//! 16, 64 and 256 keep-alive connections. Writes `bench-results/http.json`
+//! 16, 64 and 256 keep-alive connections; for `sessions`, also the session
+//! append (`POST .../events`, one atomic Redis script per request). Writes `bench-results/http.json`
 //! and a chart. `BENCH_SECS` / `BENCH_ROUNDS` set the effort; `BENCH_FUNCTIONS`
 //! (comma-separated) the functions.
 
@@ -15,6 +16,28 @@ use serde::Serialize;
 use shared::testkit::{FunctionProcess, RedisServer};
 
 const CONNECTIONS: [usize; 4] = [1, 16, 64, 256];
+
+/// The session append route, as shown in the table.
+const APPEND_ROUTE: &str = "POST .../events";
+
+/// Creates a session on the running `sessions` function and returns the
+/// request that appends one event to it (the same event every time: a chat
+/// turn with a small state delta).
+async fn append_request(addr: SocketAddr) -> Request {
+    let path = "/apps/bench/users/load/sessions";
+    let id = format!("s{}", std::process::id());
+    let create = Request::post_json(path, format!(r#"{{"session_id":"{id}"}}"#));
+    let created = http_load::send_once(addr, &create).await;
+    if created != 201 && created != 409 {
+        bench::fail(&format!(
+            "creating the benchmark session answered {created}"
+        ));
+    }
+    Request::post_json(
+        &format!("{path}/{id}/events"),
+        r#"{"event":{"author":"user","content":{"parts":[{"text":"what tours are there in Paris?"}]},"actions":{"state_delta":{"topic":"paris"}}}}"#.to_owned(),
+    )
+}
 
 #[derive(Serialize)]
 struct Row {
@@ -46,20 +69,22 @@ async fn main() {
             .trim_start_matches("http://")
             .parse()
             .unwrap_or_else(|_| bench::fail("bad address"));
+        let mut routes = vec![
+            ("/healthz".to_owned(), Request::get("/healthz")),
+            ("/redis-health".to_owned(), Request::get("/redis-health")),
+        ];
+        if name == "sessions" {
+            routes.push((APPEND_ROUTE.to_owned(), append_request(addr).await));
+        }
         for connections in CONNECTIONS {
             let mut baseline = Stats::default();
-            for route in ["/healthz", "/redis-health"] {
+            for (route, request) in &routes {
                 progress(&format!("{name} {route} at {connections} connections"));
                 let mut samples = Vec::new();
                 for _ in 0..rounds {
                     samples.push(
-                        http_load::run(
-                            addr,
-                            &Request::get(route),
-                            connections,
-                            Duration::from_secs_f64(secs),
-                        )
-                        .await,
+                        http_load::run(addr, request, connections, Duration::from_secs_f64(secs))
+                            .await,
                     );
                 }
                 let stats = median(samples);
@@ -68,7 +93,7 @@ async fn main() {
                 }
                 rows.push(Row {
                     function: name.clone(),
-                    route: route.to_owned(),
+                    route: route.clone(),
                     connections,
                     stats,
                     vs_no_redis: stats.ops_per_sec / baseline.ops_per_sec.max(1.0),
@@ -111,19 +136,18 @@ async fn main() {
         ],
         &printable,
     ));
-    let series: Vec<Series> = bins
-        .iter()
-        .flat_map(|(name, _)| {
-            ["/healthz", "/redis-health"].map(|route| Series {
-                name: format!("{name} {route}"),
-                points: rows
-                    .iter()
-                    .filter(|r| &r.function == name && r.route == route)
-                    .map(|r| (r.connections as f64, r.stats.ops_per_sec))
-                    .collect(),
-            })
-        })
-        .collect();
+    let mut series: Vec<Series> = Vec::new();
+    for r in &rows {
+        let label = format!("{} {}", r.function, r.route);
+        let point = (r.connections as f64, r.stats.ops_per_sec);
+        match series.iter_mut().find(|s| s.name == label) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                name: label,
+                points: vec![point],
+            }),
+        }
+    }
     let svg = chart::write(
         "http-throughput",
         &Chart {
