@@ -44,10 +44,15 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks: pool comparison and session backends (print tables, write bench-results/*.json)
-	cargo build --release -p bench
-	./target/release/pool
-	./target/release/session_backends
+bench: ## Benchmarks against redis-benchmark: pool, client, HTTP, start/size, session backends (docs/performance.md)
+	@start=$$(date +%s); \
+	echo "==> building release binaries (functions and benchmarks)"; \
+	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench && \
+	for b in pool client http startup session_backends; do \
+		echo "==> $$b ($$(( $$(date +%s) - start )) s elapsed)"; \
+		./target/release/$$b || exit 1; \
+	done; \
+	echo "==> make bench done in $$(( $$(date +%s) - start )) s; results in bench-results/"
 
 # ---- Operations: deploy and the offline checks (docs/operations.md) --------
 

@@ -122,6 +122,13 @@ pub fn redis_benchmark(port: u16, test: &str, clients: usize, requests: u64) -> 
     redis_benchmark_args(port, &["-r", "1000", "-t", test], clients, requests)
 }
 
+/// How many requests to give `redis-benchmark` so that it runs for roughly
+/// `secs` at `clients` connections on a loopback server (about 15k requests
+/// per second per connection, saturating near four).
+pub fn reference_requests(secs: f64, clients: usize) -> u64 {
+    ((secs * 15_000.0 * clients.min(4) as f64) as u64).max(2_000)
+}
+
 /// Runs `redis-benchmark` with an arbitrary command (e.g. `EVALSHA <sha> 1
 /// key arg`), at `clients` connections without pipelining.
 pub fn redis_benchmark_command(

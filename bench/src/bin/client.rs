@@ -8,7 +8,7 @@
 //! exact `EVALSHA` the block sends, captured with `MONITOR`.
 //! Latency p50/p99 with one caller; throughput at 1, 16, 64 and 256 callers.
 //! Prints a table, writes `bench-results/client.json` and two charts.
-//! `BENCH_SECS` (default 1.5) and `BENCH_ROUNDS` (default 3) set the effort.
+//! `BENCH_SECS` (default 0.5) and `BENCH_ROUNDS` (default 3) set the effort.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,7 +214,7 @@ async fn fill_queue(queue: &Queue, target: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = env_or("BENCH_SECS", 1.5);
+    let secs: f64 = env_or("BENCH_SECS", 0.5);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let server = RedisServer::start();
     let client = server.client();
@@ -235,7 +235,7 @@ async fn main() {
             let reference = median(
                 (0..rounds)
                     .map(|_| {
-                        let n = (25_000 * concurrency.min(8)) as u64;
+                        let n = bench::reference_requests(secs, concurrency);
                         match &case.reference {
                             Reference::Test(t) => redis_benchmark(server.port(), t, concurrency, n),
                             Reference::Command(c) => {

@@ -50,7 +50,7 @@ struct Row {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = env_or("BENCH_SECS", 1.5);
+    let secs: f64 = env_or("BENCH_SECS", 0.5);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let redis = RedisServer::start();
     let bins = bench::release_functions();

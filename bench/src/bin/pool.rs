@@ -7,8 +7,8 @@
 //! same concurrency without pipelining, all against one `redis-server`
 //! started here. Prints a table and writes `bench-results/pool.json`.
 //!
-//! `POOL_BENCH_SECS` sets the length of each measurement (default 1.5 s),
-//! `POOL_BENCH_ROUNDS` the rounds whose median is reported (default 3).
+//! `BENCH_SECS` sets the length of each measurement (default 0.5 s),
+//! `BENCH_ROUNDS` the rounds whose median is reported (default 3).
 
 use std::time::Duration;
 
@@ -76,8 +76,8 @@ async fn deadpool(server: &RedisServer, size: usize, concurrency: usize, secs: f
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = env_or("POOL_BENCH_SECS", 1.5);
-    let rounds: usize = env_or("POOL_BENCH_ROUNDS", 3);
+    let secs: f64 = env_or("BENCH_SECS", 0.5);
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let server = RedisServer::start();
     redis::cmd("SET")
         .arg("key:bench")
@@ -102,7 +102,7 @@ async fn main() {
                         server.port(),
                         "get",
                         concurrency,
-                        (20_000 * concurrency.min(8)) as u64,
+                        bench::reference_requests(secs, concurrency),
                     )
                 })
                 .collect(),

@@ -29,7 +29,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::{out, progress, redis_benchmark, table, write_results};
+use bench::{env_or, out, progress, redis_benchmark, table, write_results};
 use serde::Serialize;
 use shared::session::{
     Event, GetSession, MemorySessionStore, RedisSessionStore, SessionKey, SessionStore,
@@ -54,13 +54,6 @@ struct Measured {
     p99_ms: f64,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
         .unwrap_or_else(|_| default.to_owned())
@@ -68,12 +61,6 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 fn event(i: usize) -> Event {
@@ -261,20 +248,20 @@ fn row(
     operation: &'static str,
     prior: usize,
     writers: usize,
-    mut samples: Vec<Duration>,
+    samples: Vec<Duration>,
     elapsed: Duration,
 ) -> Measured {
-    samples.sort_unstable();
+    let stats = bench::Stats::from_samples(samples, elapsed);
     Measured {
         backend: backend.to_owned(),
         operation,
         prior_events: prior,
         writers,
-        samples: samples.len(),
-        ops_per_sec: samples.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50_ms: percentile(&samples, 0.50),
-        p95_ms: percentile(&samples, 0.95),
-        p99_ms: percentile(&samples, 0.99),
+        samples: stats.ops as usize,
+        ops_per_sec: stats.ops_per_sec,
+        p50_ms: stats.p50_ms,
+        p95_ms: stats.p95_ms,
+        p99_ms: stats.p99_ms,
     }
 }
 
