@@ -156,6 +156,10 @@ ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, work
 	$(OPS_BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
 
+.PHONY: lambda-smoke
+lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (cargo-lambda from PyPI): 200, then 503 with Redis stopped
+	scripts/lambda-watch-smoke.sh $(or $(NAME),tebra_debug)
+
 .PHONY: chaos
 chaos: ## Fault injection under load (release build, ~3 min): prints the table, updates docs/reliability.md
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench

@@ -179,15 +179,17 @@ fn redis_benchmark_args(port: u16, extra: &[&str], clients: usize, requests: u64
 }
 
 /// The functions' release binaries to measure: `BENCH_FUNCTIONS`
-/// (comma-separated) or every function, keeping those built in `target/release`.
+/// (comma-separated) or every function, keeping those built in `target/release`
+/// (or in `BENCH_BIN_DIR`, e.g. a build with symbols for a profiler).
 pub fn release_functions() -> Vec<(String, std::path::PathBuf)> {
     let wanted = std::env::var("BENCH_FUNCTIONS")
         .unwrap_or_else(|_| "tebra_debug,patient_sync,sessions".into());
+    let dir = std::env::var("BENCH_BIN_DIR").unwrap_or_else(|_| "target/release".into());
     wanted
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|n| (n.to_owned(), Path::new("target/release").join(n)))
+        .map(|n| (n.to_owned(), Path::new(&dir).join(n)))
         .filter(|(_, p)| p.is_file())
         .collect()
 }
@@ -263,4 +265,48 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push(line(r.iter().map(String::as_str).collect()));
     }
     out.join("\n")
+}
+
+/// Replaces the text between `<!-- {section}:begin -->` and
+/// `<!-- {section}:end -->` in the markdown file `doc` with `text` as a code
+/// block, so that the documents hold the latest output of their programs.
+/// A missing file or marker is left alone (and said).
+pub fn update_doc(doc: &str, section: &str, text: &str) {
+    let path = Path::new(doc);
+    let (begin, end) = (
+        format!("<!-- {section}:begin -->"),
+        format!("<!-- {section}:end -->"),
+    );
+    let Ok(old) = std::fs::read_to_string(path) else {
+        progress(&format!("{doc} not found; not updated"));
+        return;
+    };
+    match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if b < e => {
+            let new = format!("{}{begin}\n```text\n{text}\n```\n{}", &old[..b], &old[e..]);
+            if let Err(err) = std::fs::write(path, new) {
+                progress(&format!("cannot update {doc}: {err}"));
+            }
+        }
+        _ => progress(&format!("{doc} has no {begin} … {end}; not updated")),
+    }
+}
+
+/// What a benchmark program prints as its result: printed as it comes, and
+/// kept for its section of `docs/performance.md`.
+#[derive(Debug, Default)]
+pub struct Report(String);
+
+impl Report {
+    /// Prints `text` and keeps it.
+    pub fn say(&mut self, text: &str) {
+        out(text);
+        self.0.push_str(text);
+        self.0.push('\n');
+    }
+
+    /// Writes what was said into the `section` of `docs/performance.md`.
+    pub fn into_doc(self, section: &str) {
+        update_doc("docs/performance.md", section, self.0.trim_end());
+    }
 }

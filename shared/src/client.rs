@@ -55,6 +55,7 @@ struct Inner {
     generations: AtomicU64,
     breaker: CircuitBreaker,
     metrics: ClientMetrics,
+    server_facts: crate::health::FactsCache,
 }
 
 /// How a fresh connection handle is made. Neither variant connects when the
@@ -222,6 +223,7 @@ impl RedisClient {
                 generations: AtomicU64::new(0),
                 breaker,
                 metrics: ClientMetrics::default(),
+                server_facts: crate::health::FactsCache::default(),
             }),
         })
     }
@@ -286,6 +288,11 @@ impl RedisClient {
     {
         let conn = self.conn()?;
         op(conn).await.map_err(RedisFailure::from)
+    }
+
+    /// What the health probe last learnt from `INFO` about the server.
+    pub(crate) fn server_facts(&self) -> &crate::health::FactsCache {
+        &self.inner.server_facts
     }
 
     /// Pool state for health and metrics.

@@ -1,10 +1,21 @@
-//! The `/redis-health` probe: one pipelined round trip (`PING`, `INFO server`,
-//! `INFO clients`) under its own deadline, reported with the pool and
+//! The `/redis-health` probe: a `PING` under its own deadline, reported with
+//! the server's version, mode and connected clients, the pool and the
 //! circuit-breaker state.
+//!
+//! Every probe sends `PING`: it is what says whether Redis answers now. The
+//! facts from `INFO server` and `INFO clients` change slowly and cost the
+//! server far more than a `PING` (building a kilobyte of text), so they are
+//! re-read in the same pipelined round trip at most once per
+//! [`FACTS_MAX_AGE`], and after any failed probe (a restarted server may be
+//! another version). A health check polled at a high rate thus costs Redis a
+//! `PING` per request (docs/performance.md measures the difference).
 //!
 //! The probe bypasses the circuit breaker: it must tell the truth about the
 //! server even while the breaker fails operations fast, and its success is
 //! what closes an open circuit soonest.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -80,6 +91,36 @@ pub async fn check(client: &RedisClient) -> HealthReport {
     }
 }
 
+/// How long the `INFO` facts of a probe are reused by the next probes.
+pub const FACTS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The `INFO` facts of the last probe that read them. One per client.
+#[derive(Debug, Default)]
+pub(crate) struct FactsCache(Mutex<Option<(Instant, Facts)>>);
+
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    clients: Option<u64>,
+    version: Option<String>,
+    mode: Option<String>,
+}
+
+impl FactsCache {
+    fn fresh(&self) -> Option<Facts> {
+        let guard = self.0.lock().ok()?;
+        guard
+            .as_ref()
+            .filter(|(read, _)| read.elapsed() < FACTS_MAX_AGE)
+            .map(|(_, facts)| facts.clone())
+    }
+
+    fn store(&self, facts: Option<Facts>) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = facts.map(|f| (Instant::now(), f));
+        }
+    }
+}
+
 struct ServerInfo {
     pong: String,
     clients: Option<u64>,
@@ -88,7 +129,38 @@ struct ServerInfo {
 }
 
 async fn probe(client: &RedisClient) -> Result<ServerInfo, RedisFailure> {
+    let cache = client.server_facts();
+    let cached = cache.fresh();
+    let read_info = cached.is_none();
+    let result = probe_uncached(client, cached).await;
+    match &result {
+        // Only a probe that read INFO restarts the clock: reused facts
+        // must not keep themselves alive under a steady stream of probes.
+        Ok(info) if read_info => cache.store(Some(Facts {
+            clients: info.clients,
+            version: info.version.clone(),
+            mode: info.mode.clone(),
+        })),
+        Ok(_) => {}
+        Err(_) => cache.store(None),
+    }
+    result
+}
+
+async fn probe_uncached(
+    client: &RedisClient,
+    cached: Option<Facts>,
+) -> Result<ServerInfo, RedisFailure> {
     let mut conn = client.conn_with_deadline(client.config().health_timeout)?;
+    if let Some(facts) = cached {
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+        return Ok(ServerInfo {
+            pong,
+            clients: facts.clients,
+            version: facts.version,
+            mode: facts.mode,
+        });
+    }
     let (pong, server, clients): (String, String, String) = redis::pipe()
         .cmd("PING")
         .cmd("INFO")

@@ -50,6 +50,14 @@
 //! - [`memory_store`]: searchable, expiring agent memory behind one trait: Redis, SQL and memory backends.
 //! - `testkit` (feature `testkit`, tests only): real `redis-server` processes and their faults.
 
+/// Every binary that links this crate (the functions, the benchmarks, the
+/// tests) allocates with mimalloc: under load, glibc's malloc and its arena
+/// locks took about 15% of a function's CPU (docs/performance.md). Built
+/// without transparent huge pages (feature `no_thp`), which doubled the
+/// resident memory of an idle function.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod breaker;
 pub mod cache;

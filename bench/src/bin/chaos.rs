@@ -667,18 +667,6 @@ fn render(reports: &[Report], phase: f64) -> String {
     lines.join("\n")
 }
 
-fn update_doc(text: &str) {
-    let path = std::path::Path::new("docs/reliability.md");
-    let Ok(doc) = std::fs::read_to_string(path) else {
-        return;
-    };
-    let (begin, end) = ("<!-- chaos:begin -->", "<!-- chaos:end -->");
-    if let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) {
-        let updated = format!("{}{begin}\n```text\n{text}\n```\n{}", &doc[..b], &doc[e..]);
-        let _ = std::fs::write(path, updated);
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let phase: f64 = env_or("CHAOS_PHASE_SECS", 3.0);
@@ -701,7 +689,7 @@ async fn main() {
     let text = render(&reports, phase);
     out(&text);
     let path = bench::write_results("chaos", &json!({ "phase_secs": phase, "reports": reports }));
-    update_doc(&text);
+    bench::update_doc("docs/reliability.md", "chaos", &text);
     out(&format!(
         "results: {} (and docs/reliability.md)",
         path.display()

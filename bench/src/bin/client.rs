@@ -8,7 +8,7 @@
 //! exact `EVALSHA` the block sends, captured with `MONITOR`.
 //! Latency p50/p99 with one caller; throughput at 1, 16, 64 and 256 callers.
 //! Prints a table, writes `bench-results/client.json` and two charts.
-//! `BENCH_SECS` (default 0.5) and `BENCH_ROUNDS` (default 3) set the effort.
+//! `BENCH_SECS` (default 0.3) and `BENCH_ROUNDS` (default 5) set the effort.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,8 +214,8 @@ async fn fill_queue(queue: &Queue, target: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = env_or("BENCH_SECS", 0.5);
-    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let secs: f64 = env_or("BENCH_SECS", 0.3);
+    let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let server = RedisServer::start();
     let client = server.client();
     let all_cases = cases(&server, &client).await;
@@ -284,10 +284,11 @@ async fn main() {
             ]
         })
         .collect();
-    out(&format!(
+    let mut report = bench::Report::default();
+    report.say(&format!(
         "Client vs redis-benchmark (no pipelining), median of {rounds} rounds of {secs} s"
     ));
-    out(&table(
+    report.say(&table(
         &[
             "case",
             "callers",
@@ -383,8 +384,8 @@ async fn main() {
             ratio <= 1.5,
         ));
     }
-    out("");
-    out(&table(
+    report.say("");
+    report.say(&table(
         &["target", "measured", "goal", "met"],
         &targets
             .iter()
@@ -402,6 +403,7 @@ async fn main() {
         "client",
         &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows, "targets": targets }),
     );
+    report.into_doc("client");
     out(&format!(
         "results: {} {} {}",
         path.display(),

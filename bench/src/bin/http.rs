@@ -4,7 +4,7 @@
 //! 16, 64 and 256 keep-alive connections; for `sessions`, also the session
 //! append (`POST .../events`, one atomic Redis script per request). Writes `bench-results/http.json`
 //! and a chart. `BENCH_SECS` / `BENCH_ROUNDS` set the effort; `BENCH_FUNCTIONS`
-//! (comma-separated) the functions.
+//! and `BENCH_CONNECTIONS` (comma-separated) choose the functions and columns.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,6 +52,12 @@ struct Row {
 async fn main() {
     let secs: f64 = env_or("BENCH_SECS", 0.5);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    // BENCH_CONNECTIONS=64 keeps one column, e.g. to profile the function
+    // with `perf record -p` while it runs (docs/performance.md).
+    let wanted_connections: Vec<usize> = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| CONNECTIONS.to_vec());
     let redis = RedisServer::start();
     let bins = bench::release_functions();
     if bins.is_empty() {
@@ -77,6 +83,9 @@ async fn main() {
             routes.push((APPEND_ROUTE.to_owned(), append_request(addr).await));
         }
         for connections in CONNECTIONS {
+            if !wanted_connections.contains(&connections) {
+                continue;
+            }
             let mut baseline = Stats::default();
             for (route, request) in &routes {
                 progress(&format!("{name} {route} at {connections} connections"));
@@ -121,10 +130,11 @@ async fn main() {
             ]
         })
         .collect();
-    out(&format!(
+    let mut report = bench::Report::default();
+    report.say(&format!(
         "HTTP through the functions (server mode), median of {rounds} rounds of {secs} s"
     ));
-    out(&table(
+    report.say(&table(
         &[
             "function",
             "route",
@@ -163,5 +173,6 @@ async fn main() {
         "http",
         &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows }),
     );
+    report.into_doc("http");
     out(&format!("results: {} {}", path.display(), svg.display()));
 }

@@ -7,8 +7,8 @@
 //! same concurrency without pipelining, all against one `redis-server`
 //! started here. Prints a table and writes `bench-results/pool.json`.
 //!
-//! `BENCH_SECS` sets the length of each measurement (default 0.5 s),
-//! `BENCH_ROUNDS` the rounds whose median is reported (default 3).
+//! `BENCH_SECS` sets the length of each measurement (default 0.3 s),
+//! `BENCH_ROUNDS` the rounds whose median is reported (default 5).
 
 use std::time::Duration;
 
@@ -76,8 +76,8 @@ async fn deadpool(server: &RedisServer, size: usize, concurrency: usize, secs: f
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let secs: f64 = env_or("BENCH_SECS", 0.5);
-    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let secs: f64 = env_or("BENCH_SECS", 0.3);
+    let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let server = RedisServer::start();
     redis::cmd("SET")
         .arg("key:bench")
@@ -151,10 +151,11 @@ async fn main() {
             ]
         })
         .collect();
-    out(&format!(
+    let mut report = bench::Report::default();
+    report.say(&format!(
         "GET throughput and latency by pool (median of {rounds} rounds of {secs} s)"
     ));
-    out(&table(
+    report.say(&table(
         &[
             "pool",
             "callers",
@@ -169,5 +170,6 @@ async fn main() {
         "pool",
         &serde_json::json!({ "seconds": secs, "rounds": rounds, "rows": rows }),
     );
+    report.into_doc("pool");
     out(&format!("results: {}", path.display()));
 }

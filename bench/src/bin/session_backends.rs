@@ -434,10 +434,11 @@ async fn main() {
             ]
         })
         .collect();
-    out(&format!(
+    let mut report = bench::Report::default();
+    report.say(&format!(
         "Session append and read latency by backend ({samples} timed appends per configuration with 1 writer)"
     ));
-    out(&table(
+    report.say(&table(
         &[
             "backend",
             "operation",
@@ -476,7 +477,7 @@ async fn main() {
                     "prior_events": prior, "sql": baseline, "sql_p50_ms": slow,
                     "redis_p50_ms": fast, "ratio": slow / fast,
                 }));
-                out(&format!(
+                report.say(&format!(
                     "{prior:>5} prior events: {baseline} p50 {slow:.3} ms = {:.1}x redis append_event p50 {fast:.3} ms",
                     slow / fast
                 ));
@@ -500,6 +501,7 @@ async fn main() {
             "sql_vs_redis": ratios,
         }),
     );
+    report.into_doc("sessions");
     out(&format!(
         "results: {}  chart: {}",
         path.display(),

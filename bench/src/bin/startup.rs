@@ -141,10 +141,11 @@ async fn main() {
             ]
         })
         .collect();
-    out(&format!(
+    let mut report = bench::Report::default();
+    report.say(&format!(
         "Start and size (median of {runs} starts; exec to the first 200 from /redis-health)"
     ));
-    out(&table(
+    report.say(&table(
         &[
             "function",
             "start ms",
@@ -160,5 +161,6 @@ async fn main() {
         "startup",
         &serde_json::json!({ "starts": runs, "rows": rows }),
     );
+    report.into_doc("startup");
     out(&format!("results: {}", path.display()));
 }

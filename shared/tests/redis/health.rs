@@ -107,3 +107,65 @@ async fn healthy_again_after_a_pause_ends() {
     .expect("not healthy within 5 s of the resume");
     assert!(took < Duration::from_secs(2), "healthy after {took:?}");
 }
+
+/// `calls` of PING and of INFO in `INFO commandstats`, read at once. That
+/// INFO is not counted in its own reply; it is in the next one.
+fn ping_and_info_calls(server: &RedisServer) -> (u64, u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.admin())
+        .unwrap();
+    let calls = |command: &str| {
+        shared::health::info_field(&info, &format!("cmdstat_{command}"))
+            .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("calls=")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (calls("ping"), calls("info"))
+}
+
+#[tokio::test]
+async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
+    let mut server = RedisServer::start();
+    let client = server.client();
+    for _ in 0..5 {
+        let report = check(&client).await;
+        assert!(report.is_healthy(), "{report:?}");
+        assert_eq!(report.connected_clients, Some(1));
+        assert!(report.redis_version.is_some());
+    }
+    // Every probe PINGs (redis-rs may add one of its own on connecting);
+    // INFO server and INFO clients were read by the first probe only.
+    let (pings, infos) = ping_and_info_calls(&server);
+    assert!(pings >= 5, "{pings} PINGs");
+    assert_eq!(infos, 2);
+
+    // After the facts' age, the next probe reads them again.
+    tokio::time::sleep(shared::health::FACTS_MAX_AGE + Duration::from_millis(100)).await;
+    assert!(check(&client).await.is_healthy());
+    assert_eq!(
+        ping_and_info_calls(&server).1,
+        2 + 1 + 2,
+        "probe, this test, probe"
+    );
+
+    // A failed probe forgets them: the restarted server is asked afresh.
+    server.stop();
+    assert!(!check(&client).await.is_healthy());
+    server.restart();
+    let mut report = check(&client).await;
+    for _ in 0..100 {
+        if report.is_healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        report = check(&client).await;
+    }
+    assert!(report.is_healthy(), "{report:?}");
+    assert!(report.redis_version.is_some());
+    assert_eq!(
+        ping_and_info_calls(&server).1,
+        2,
+        "the new server was asked for INFO"
+    );
+}
