@@ -21,9 +21,9 @@
 //! Every write (create, append) sets the TTL of all seven keys to
 //! `REDIS_SESSION_TTL`: the session's keys expire together, and the shared
 //! state lives as long as the most recently active session that uses it.
-//! An append is one `EVALSHA`: `HGET` the sequence number (absent: not found,
-//! nothing written), `RPUSH` the event and its timestamp, `HSET` the deltas,
-//! `PEXPIRE`: O(1) in the history. Reading the last N events is an `LRANGE`
+//! An append is one `EVALSHA`: `HMGET` the sequence number and the last
+//! update time (absent: not found, nothing written), `RPUSH` the event and
+//! its timestamp, `HSET` the deltas, `PEXPIRE`: O(1) in the history. Reading the last N events is an `LRANGE`
 //! from the tail; `after_timestamp` scans the timestamps back from the
 //! newest, in chunks, and stops at the first older one.
 
@@ -61,11 +61,11 @@ return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[6]), redis
 /// without seq and timestamp (or '' for a partial event: check only), then
 /// the three delta groups.
 const APPEND: &str = r#"
-local seq = redis.call('HGET', KEYS[1], 'seq')
-if not seq then return {-1} end
-seq = tonumber(seq)
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'updated')
+if not meta[1] then return {-1} end
+local seq = tonumber(meta[1])
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= seq then return {-2, seq} end
-local updated = redis.call('HGET', KEYS[1], 'updated')
+local updated = meta[2]
 if ARGV[4] == '' then return {0, seq, updated} end
 local ts = tonumber(ARGV[3])
 if seq > 0 and tonumber(updated) > ts then ts = tonumber(updated) end
