@@ -8,7 +8,8 @@
 //! exact `EVALSHA` the block sends, captured with `MONITOR`.
 //! Latency p50/p99 with one caller; throughput at 1, 16, 64 and 256 callers.
 //! Prints a table, writes `bench-results/client.json` and two charts.
-//! `BENCH_SECS` (default 0.3) and `BENCH_ROUNDS` (default 5) set the effort.
+//! `BENCH_SECS` (default 0.3) and `BENCH_ROUNDS` (default 5) set the effort;
+//! `BENCH_WORKERS` (default 2) the client's runtime threads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,8 +213,21 @@ async fn fill_queue(queue: &Queue, target: usize) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // BENCH_WORKERS=1 holds the client to one thread: its throughput is then
+    // the client's own CPU cost per operation (docs/performance.md).
+    let workers: usize = env_or("BENCH_WORKERS", 2);
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => bench::fail(&format!("cannot start the runtime: {e}")),
+    }
+}
+
+async fn run() {
     let secs: f64 = env_or("BENCH_SECS", 0.3);
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let server = RedisServer::start();

@@ -80,7 +80,11 @@ async fn each_check_is_one_redis_round_trip() {
     // The first call loads the script (EVALSHA answered NOSCRIPT, then
     // EVAL): redis-rs's normal exchange, not an error of Redis.
     limiter.check(&t, "s").await.unwrap();
-    assert_eq!(client.metrics().errors.total(), 0, "NOSCRIPT counted as an error");
+    assert_eq!(
+        client.metrics().errors.total(),
+        0,
+        "NOSCRIPT counted as an error"
+    );
     let before = client.metrics().operations;
     for _ in 0..10 {
         limiter.check(&t, "s").await.unwrap();
