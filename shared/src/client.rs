@@ -8,6 +8,10 @@
 //! everything. Build one per process (the functions do it in `main`) and pass
 //! it in; tests build their own against their own `redis-server`.
 //!
+//! The single commands of concurrent callers on one connection are written
+//! in batches (`crate::batch`): one system call for many commands, where
+//! redis-rs alone wrote one per command.
+//!
 //! Every round trip made through a [`RedisConn`] runs under a deadline that
 //! also bounds the wait for a reconnect, is timed and counted in
 //! [`ClientMetrics`], and reports to the circuit breaker. A connection that
@@ -32,6 +36,7 @@ use redis::{
 };
 use serde::Serialize;
 
+use crate::batch::Batcher;
 use crate::breaker::{CircuitBreaker, CircuitSnapshot};
 use crate::config::{ConfigError, RedisConfig};
 use crate::error::{ErrorKind, RedisFailure, classify};
@@ -79,6 +84,7 @@ enum Handle {
 struct Live {
     handle: Handle,
     generation: u64,
+    batcher: Arc<Batcher>,
 }
 
 #[derive(Default)]
@@ -265,6 +271,7 @@ impl RedisClient {
             slot: index,
             generation: live.generation,
             handle: live.handle.clone(),
+            batcher: live.batcher.clone(),
             deadline,
         })
     }
@@ -363,6 +370,7 @@ impl Inner {
         let fresh = Arc::new(Live {
             handle: self.connect()?,
             generation: self.generations.fetch_add(1, Relaxed) + 1,
+            batcher: Arc::default(),
         });
         let previous = slot
             .live
@@ -467,6 +475,7 @@ pub struct RedisConn {
     slot: usize,
     generation: u64,
     handle: Handle,
+    batcher: Arc<Batcher>,
     deadline: Duration,
 }
 
@@ -480,7 +489,7 @@ impl fmt::Debug for RedisConn {
     }
 }
 
-fn deadline_error() -> RedisError {
+pub(crate) fn deadline_error() -> RedisError {
     RedisError::from(io::Error::new(
         io::ErrorKind::TimedOut,
         "no answer from redis within the deadline",
@@ -540,10 +549,12 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut handle = self.handle.clone();
+            let (batcher, deadline) = (self.batcher.clone(), self.deadline);
             self.bounded(
                 async move {
                     match &mut handle {
-                        Handle::Single(m) => m.send_packed_command(cmd).await,
+                        // Single commands of concurrent callers share writes.
+                        Handle::Single(m) => batcher.send(m, cmd, deadline).await,
                         Handle::Cluster(c) => c.req_packed_command(cmd).await,
                     }
                 },

@@ -39,6 +39,7 @@
 //! - [`http`]: `serve` on Lambda or `$PORT`, common routes, [`ApiError`], [`Json`], admin auth.
 //! - [`app`]: [`AppContext`] (config + client) and the `start` / `serve` pair `main` calls.
 //! - [`canonical`]: canonical JSON (sorted keys), SHA-256 content hashes, hashed ids for logs.
+//! - `batch`: write batching of concurrent single commands on one multiplexed connection.
 //! - [`ratelimit`]: sliding-window rate limiter, one round trip per check, returns retry-after.
 //! - [`queue`]: reliable queue: claim with a visibility timeout, ack, redelivery, no double delivery.
 //! - [`lock`]: token lock with a TTL; only the holder releases (compare-and-delete).
@@ -59,6 +60,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod app;
+mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod canonical;

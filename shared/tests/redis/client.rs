@@ -58,6 +58,70 @@ async fn two_hundred_concurrent_operations_all_succeed_on_one_connection() {
     assert_eq!(server.client_count(), 1);
 }
 
+/// Concurrent single commands are written in batches (shared/src/batch.rs):
+/// each caller must still get its own reply, and one caller's error reply
+/// must not reach the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_each_get_their_own_reply_and_error() {
+    let server = RedisServer::start();
+    let client = client_with(&server, |c| c.max_connections = 1);
+    let mut admin = server.admin();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("ws:{{t}}:k{i}"))
+            .arg(i)
+            .query(&mut admin)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("ws:{t}:text")
+        .arg("not a number")
+        .query(&mut admin)
+        .unwrap();
+    drop(admin);
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if i % 10 == 7 {
+                    // INCR of a non-number: an error reply for this caller only.
+                    let r: Result<i64, _> = client
+                        .run(|mut c| async move {
+                            redis::cmd("INCR")
+                                .arg("ws:{t}:text")
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await;
+                    (i, r.map(|_| -1))
+                } else {
+                    let r: Result<i64, _> = client
+                        .run(|mut c| async move {
+                            redis::cmd("GET")
+                                .arg(format!("ws:{{t}}:k{i}"))
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await;
+                    (i, r)
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        if i % 10 == 7 {
+            assert!(
+                result.is_err(),
+                "caller {i} should have had the error reply"
+            );
+        } else {
+            assert_eq!(result.unwrap(), i as i64, "caller {i} got another's reply");
+        }
+    }
+    assert_eq!(server.client_count(), 1);
+}
+
 #[tokio::test]
 async fn operations_fail_within_the_deadline_when_redis_is_paused() {
     let mut server = RedisServer::start();
