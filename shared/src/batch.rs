@@ -91,9 +91,7 @@ impl Batcher {
         if !self.flush_scheduled.swap(true, SeqCst) {
             tokio::spawn(self.clone().flush(manager.clone()));
         }
-        let result = answer.await.unwrap_or_else(|_| Err(dropped()));
-        drop(in_flight);
-        result
+        answer.await.unwrap_or_else(|_| Err(dropped()))
     }
 
     /// Writes what the queue holds as one pipeline and hands out the replies.
@@ -111,12 +109,11 @@ impl Batcher {
                 return;
             }
             send_batch(&mut manager, jobs).await;
-            if self.queue().is_empty() || self.flush_scheduled.swap(true, SeqCst) {
-                // Nothing left, or a newer flush task will take it.
+            // More than MAX_BATCH were queued and no newer flush task is
+            // coming: this one writes the rest.
+            if self.queue().is_empty() || self.flush_scheduled.load(SeqCst) {
                 return;
             }
-            // More than MAX_BATCH were queued: this task writes the rest.
-            self.flush_scheduled.store(false, SeqCst);
         }
     }
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CLEANUP_BATCH, MAX_QUERY_WORDS, MemoryEntry, MemoryStore, StoreError, check_limit, entries_of,
-    matches, words,
+    CLEANUP_BATCH, MemoryEntry, MemoryStore, StoreError, entries_of, matches, search_words,
 };
 use crate::session::{Session, UserKey, now};
 
@@ -95,8 +94,7 @@ impl MemoryStore for MemoryMemoryStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<MemoryEntry>, StoreError> {
-        check_limit(limit)?;
-        let query_words = words(query, MAX_QUERY_WORDS);
+        let query_words = search_words(query, limit)?;
         if query_words.is_empty() {
             return Ok(Vec::new());
         }

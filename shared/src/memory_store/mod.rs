@@ -164,6 +164,13 @@ pub(crate) fn entries_of(session: &Session) -> Result<(UserKey, Vec<MemoryEntry>
 }
 
 /// Checks a search's limit.
+/// The words a search looks for, after checking its limit; empty when the
+/// query has none (the search then finds nothing).
+pub(crate) fn search_words(query: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    check_limit(limit)?;
+    Ok(words(query, MAX_QUERY_WORDS))
+}
+
 pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
     if limit == 0 || limit > MAX_LIMIT {
         return Err(StoreError::invalid(

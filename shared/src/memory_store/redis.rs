@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use redis::{Script, Value};
 
 use super::{
-    CLEANUP_BATCH, MAX_QUERY_WORDS, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError,
-    check_limit, entries_of, matches, words,
+    CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of, matches,
+    search_words, words,
 };
 use crate::client::RedisClient;
 use crate::keys::Tenant;
@@ -178,8 +178,7 @@ impl MemoryStore for RedisMemoryStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<MemoryEntry>, StoreError> {
-        check_limit(limit)?;
-        let query_words = words(query, MAX_QUERY_WORDS);
+        let query_words = search_words(query, limit)?;
         if query_words.is_empty() {
             return Ok(Vec::new());
         }

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{
-    CLEANUP_BATCH, MAX_QUERY_WORDS, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError,
-    check_limit, entries_of, words,
+    CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of,
+    search_words, words,
 };
 use crate::session::{Session, UserKey, now};
 use crate::sql::{Dialect, SqlDatabase, built};
@@ -135,8 +135,7 @@ impl MemoryStore for SqlMemoryStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<MemoryEntry>, StoreError> {
-        check_limit(limit)?;
-        let query_words = words(query, MAX_QUERY_WORDS);
+        let query_words = search_words(query, limit)?;
         if query_words.is_empty() {
             return Ok(Vec::new());
         }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{
     Appended, Event, GetSession, Session, SessionKey, SessionStore, State, StoreError, UserKey,
-    merge_state, now, partial_outcome, prepare_event, random_id, split_state, validate_id,
+    merge_state, new_session_id, now, partial_outcome, prepare_event, split_state,
 };
 
 type Values = BTreeMap<String, String>;
@@ -96,13 +96,7 @@ impl SessionStore for MemorySessionStore {
         state: State,
         id: Option<&str>,
     ) -> Result<Session, StoreError> {
-        let id = match id {
-            Some(id) => {
-                validate_id("session_id", id)?;
-                id.to_owned()
-            }
-            None => random_id(),
-        };
+        let id = new_session_id(id)?;
         let key = user.session(&id)?;
         let scoped = split_state("state", &state)?;
         let mut inner = self.lock();

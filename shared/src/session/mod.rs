@@ -456,6 +456,17 @@ pub(crate) fn round_micros(t: f64) -> f64 {
 }
 
 /// 32 hexadecimal characters, unique in practice (not a secret).
+/// The id a new session gets: the caller's, validated, or a random one.
+pub(crate) fn new_session_id(id: Option<&str>) -> Result<String, StoreError> {
+    match id {
+        Some(id) => {
+            validate_id("session_id", id)?;
+            Ok(id.to_owned())
+        }
+        None => Ok(random_id()),
+    }
+}
+
 pub(crate) fn random_id() -> String {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -34,7 +34,7 @@ use redis::{Script, Value};
 
 use super::{
     Appended, Event, GetSession, Session, SessionKey, SessionStore, State, StoreError, UserKey,
-    merge_state, now, partial_outcome, prepare_event, random_id, split_state, validate_id,
+    merge_state, new_session_id, now, partial_outcome, prepare_event, split_state,
 };
 use crate::client::RedisClient;
 use crate::keys::Tenant;
@@ -259,13 +259,7 @@ impl SessionStore for RedisSessionStore {
         state: State,
         id: Option<&str>,
     ) -> Result<Session, StoreError> {
-        let id = match id {
-            Some(id) => {
-                validate_id("session_id", id)?;
-                id.to_owned()
-            }
-            None => random_id(),
-        };
+        let id = new_session_id(id)?;
         let scoped = split_state("state", &state)?;
         let keys = Keys::new(user.tenant(), user.user(), &id)?;
         let created = format!("{:.6}", now());

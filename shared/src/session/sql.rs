@@ -25,7 +25,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{
     Appended, Event, GetSession, ScopedState, Session, SessionKey, SessionStore, State, StoreError,
-    UserKey, merge_state, now, partial_outcome, prepare_event, random_id, split_state, validate_id,
+    UserKey, merge_state, new_session_id, now, partial_outcome, prepare_event, split_state,
 };
 use crate::sql::{Dialect, SqlDatabase, built};
 use crate::store::is_retryable;
@@ -264,13 +264,7 @@ impl SessionStore for SqlSessionStore {
         state: State,
         id: Option<&str>,
     ) -> Result<Session, StoreError> {
-        let id = match id {
-            Some(id) => {
-                validate_id("session_id", id)?;
-                id.to_owned()
-            }
-            None => random_id(),
-        };
+        let id = new_session_id(id)?;
         let scoped = split_state("state", &state)?;
         let mut session_state = State::new();
         for (k, v) in &scoped.session {

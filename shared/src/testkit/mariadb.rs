@@ -124,16 +124,7 @@ impl MariaDbServer {
     /// When the binaries are missing (naming the package) or the server
     /// does not start (with its log).
     pub fn start() -> Self {
-        // A port free when chosen can be taken before the server binds it
-        // (many servers start in parallel): retry on a fresh port.
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            match Self::try_start() {
-                Ok(server) => return server,
-                Err(log) => last_log = log,
-            }
-        }
-        panic!("mariadbd did not start after 5 attempts; its last log:\n{last_log}");
+        super::start_on_a_free_port("mariadbd", Self::try_start)
     }
 
     fn try_start() -> Result<Self, String> {

@@ -48,6 +48,21 @@ pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_ser
 pub use tls::TlsFiles;
 pub use topology::{AdminConnection, TOPOLOGY_VAR, TestRedis};
 
+/// Starts a server with `try_start` (which picks a fresh port each time),
+/// retrying: a port free when chosen can be taken before the server binds it
+/// when many servers start in parallel. Panics with the last log after five
+/// failures.
+fn start_on_a_free_port<T>(name: &str, mut try_start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last_log = String::new();
+    for _ in 0..5 {
+        match try_start() {
+            Ok(server) => return server,
+            Err(log) => last_log = log,
+        }
+    }
+    panic!("{name} did not start after 5 attempts; its last log:\n{last_log}");
+}
+
 /// A database name no other test uses: `t_<pid>_<counter>`.
 pub fn fresh_database_name() -> String {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
