@@ -9,7 +9,7 @@
 use axum::Router;
 use http_body_util::BodyExt;
 use shared::AppContext;
-use shared::telemetry::names;
+use shared::contract as names;
 use shared::testkit::{RedisServer, free_port};
 use tower::ServiceExt;
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use shared::keys::{MAX_ID_LEN, Tenant, escape_id, hash_slot};
+use shared::blocks::keys::{MAX_ID_LEN, Tenant, escape_id, hash_slot};
 
 fn hostile() -> impl Strategy<Value = String> {
     shared::testkit::hostile::text()

@@ -13,7 +13,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use shared::config::LogFormat;
-use shared::telemetry::{self, names};
+use shared::contract as names;
+use shared::telemetry;
 use shared::testkit::{CapturedLogs, RedisServer, free_port};
 use shared::{AppContext, Config};
 

@@ -24,7 +24,8 @@ use std::time::Duration;
 use hcl::{Block, Body, Expression};
 use serde_json::Value;
 use shared::config::LogFormat;
-use shared::telemetry::{self, MetricsReporter, names};
+use shared::contract as names;
+use shared::telemetry::{self, MetricsReporter};
 use shared::testkit::{CapturedLogs, RedisServer};
 
 // ---------------------------------------------------------------------------

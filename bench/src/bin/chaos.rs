@@ -290,7 +290,7 @@ fn used_memory(redis: &RedisServer) -> u64 {
         .arg("memory")
         .query(&mut redis.admin())
         .unwrap_or_default();
-    shared::health::info_field(&info, "used_memory")
+    shared::redis::info::info_field(&info, "used_memory")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }

@@ -22,10 +22,10 @@ use bench::{
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use shared::keys::Tenant;
-use shared::queue::{Queue, QueueSettings};
-use shared::ratelimit::{MAX_LIMIT, RateLimiter};
-use shared::session::{Event, RedisSessionStore, SessionKey, SessionStore, UserKey};
+use shared::blocks::keys::Tenant;
+use shared::blocks::queue::{Queue, QueueSettings};
+use shared::blocks::ratelimit::{MAX_LIMIT, RateLimiter};
+use shared::store::session::{Event, RedisSessionStore, SessionKey, SessionStore, UserKey};
 use shared::testkit::RedisServer;
 use shared::{RedisClient, RedisFailure};
 

@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use bench::{env_or, out, progress, redis_benchmark, table, write_results};
 use serde::Serialize;
-use shared::session::{
+use shared::store::session::{
     Event, GetSession, MemorySessionStore, RedisSessionStore, SessionKey, SessionStore,
     SqlSessionStore, State, UserKey,
 };
-use shared::sql::{Dialect, SqlDatabase, SqlSettings};
+use shared::store::sql::{Dialect, SqlDatabase, SqlSettings};
 use shared::testkit::{MariaDbServer, PostgresServer, RedisServer};
 use sqlx::Row;
 

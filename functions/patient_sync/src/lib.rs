@@ -26,6 +26,7 @@ pub mod settings;
 pub mod sync;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
@@ -35,13 +36,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::fallback::with_fallback;
-use shared::idempotency::{Begin, Idempotency, IdempotencyError, IdempotencySettings, Pending};
-use shared::keys::Tenant;
-use shared::lock::Lock;
-use shared::queue::{self, QueueError, QueueStats};
-use shared::ratelimit::{RateLimitError, RateLimiter};
-use shared::{ApiError, AppContext, RedisFailure};
+use shared::blocks::fallback::with_fallback;
+use shared::blocks::idempotency::{
+    Begin, Idempotency, IdempotencyError, IdempotencySettings, Pending,
+};
+use shared::blocks::keys::Tenant;
+use shared::blocks::lock::Lock;
+use shared::blocks::queue::{self, QueueError, QueueStats};
+use shared::blocks::ratelimit::RateLimiter;
+use shared::{ApiError, AppContext};
 
 pub use settings::Settings;
 use sync::{Batch, BatchError, Mode, PatientSync, SyncError, SyncSettings};
@@ -67,7 +70,7 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
         ctx.redis.clone(),
         settings
             .rate_limit_per_minute
-            .clamp(1, shared::ratelimit::MAX_LIMIT),
+            .clamp(1, shared::blocks::ratelimit::MAX_LIMIT),
         std::time::Duration::from_secs(60),
     );
     let limiter = match limiter {
@@ -127,13 +130,12 @@ impl Service {
     }
 
     fn lock(&self, practice: &Tenant) -> Result<Lock, ApiError> {
-        Lock::new(
+        Ok(Lock::new(
             self.ctx.redis.clone(),
             practice,
             "sync",
             self.settings.lock_ttl,
-        )
-        .map_err(|_| ApiError::internal())
+        )?)
     }
 }
 
@@ -179,10 +181,6 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, ApiErr
     Ok(found)
 }
 
-fn redis_error(failure: RedisFailure) -> ApiError {
-    ApiError::from(failure)
-}
-
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
@@ -200,13 +198,29 @@ struct SyncBody {
     patients: Vec<Value>,
 }
 
-fn batch_error(err: &BatchError) -> ApiError {
-    if err.is_too_large() {
-        ApiError::too_large(err.to_string())
-    } else if matches!(err, BatchError::DuplicateId { .. }) {
-        ApiError::bad_request("duplicate_patient_id", err.to_string())
-    } else {
-        ApiError::bad_request("invalid_patient", err.to_string())
+impl From<BatchError> for ApiError {
+    fn from(err: BatchError) -> Self {
+        if err.is_too_large() {
+            Self::too_large(err.to_string())
+        } else if matches!(err, BatchError::DuplicateId { .. }) {
+            Self::bad_request("duplicate_patient_id", err.to_string())
+        } else {
+            Self::bad_request("invalid_patient", err.to_string())
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(err: SyncError) -> Self {
+        match err {
+            SyncError::Redis(failure) => failure.into(),
+            // Our in-progress marker expired mid-sync: another request may
+            // now own the key; the caller retries and gets its answer.
+            SyncError::IdempotencyLost => IdempotencyError::InProgress {
+                retry_after: Duration::from_secs(1),
+            }
+            .into(),
+        }
     }
 }
 
@@ -241,16 +255,9 @@ async fn sync_patients(
             Some(key.to_owned())
         }
     };
-    let batch = Batch::new(body.patients, mode).map_err(|e| batch_error(&e))?;
+    let batch = Batch::new(body.patients, mode)?;
 
-    let decision = service
-        .limiter
-        .check(&practice, "sync")
-        .await
-        .map_err(|e| match e {
-            RateLimitError::Redis(f) => redis_error(f),
-            _ => ApiError::internal(),
-        })?;
+    let decision = service.limiter.check(&practice, "sync").await?;
     if !decision.allowed {
         tracing::info!(
             practice = practice.id(),
@@ -263,9 +270,9 @@ async fn sync_patients(
     let idempotency = service.idempotency(&practice);
     let pending = match &idempotency_key {
         None => None,
-        Some(key) => match idempotency.begin(key, batch.fingerprint()).await {
-            Ok(Begin::Started(pending)) => Some(pending),
-            Ok(Begin::Replay(stored)) => {
+        Some(key) => match idempotency.begin(key, batch.fingerprint()).await? {
+            Begin::Started(pending) => Some(pending),
+            Begin::Replay(stored) => {
                 tracing::info!(
                     practice = practice.id(),
                     "sync replayed from its idempotency key"
@@ -277,18 +284,6 @@ async fn sync_patients(
                     .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
                 return Ok(response);
             }
-            Ok(_) => return Err(ApiError::internal()),
-            Err(IdempotencyError::Mismatch) => {
-                return Err(ApiError::unprocessable(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used with a different request body",
-                ));
-            }
-            Err(IdempotencyError::InProgress { retry_after }) => {
-                return Err(in_progress().with_retry_after(retry_after));
-            }
-            Err(IdempotencyError::Redis(f)) => return Err(redis_error(f)),
-            Err(_) => return Err(ApiError::internal()),
         },
     };
 
@@ -311,13 +306,6 @@ async fn sync_patients(
     Ok(Json(report).into_response())
 }
 
-fn in_progress() -> ApiError {
-    ApiError::conflict(
-        "idempotency_in_progress",
-        "a request with this Idempotency-Key is still being processed; retry after Retry-After",
-    )
-}
-
 /// The sync itself, under the practice's lock in full mode.
 async fn run_sync(
     service: &Service,
@@ -329,17 +317,15 @@ async fn run_sync(
     let lock = match mode {
         Mode::Full => {
             let lock = service.lock(practice)?;
-            match lock.acquire().await {
-                Ok(Some(guard)) => Some((lock, guard)),
-                Ok(None) => {
+            match lock.acquire().await? {
+                Some(guard) => Some((lock, guard)),
+                None => {
                     return Err(ApiError::conflict(
                         "sync_in_progress",
                         "a full sync of this practice is already running",
                     )
-                    .with_retry_after(std::time::Duration::from_secs(1)));
+                    .with_retry_after(Duration::from_secs(1)));
                 }
-                Err(shared::lock::LockError::Redis(f)) => return Err(redis_error(f)),
-                Err(_) => return Err(ApiError::internal()),
             }
         }
         Mode::Incremental => None,
@@ -349,12 +335,7 @@ async fn run_sync(
         // Best effort: if Redis is down the lock expires after its TTL.
         let _ = lock.release(guard).await;
     }
-    result.map_err(|e| match e {
-        SyncError::Redis(f) => redis_error(f),
-        SyncError::IdempotencyLost => {
-            in_progress().with_retry_after(std::time::Duration::from_secs(1))
-        }
-    })
+    Ok(result?)
 }
 
 #[derive(Serialize)]
@@ -369,16 +350,6 @@ struct ClaimedChange {
 struct ClaimResponse {
     changes: Vec<ClaimedChange>,
     visibility_timeout_ms: u64,
-}
-
-fn queue_error(err: QueueError) -> ApiError {
-    match err {
-        QueueError::Redis(f) => redis_error(f),
-        QueueError::InvalidBatch => {
-            ApiError::too_large(format!("at most {} ids per request", queue::MAX_BATCH))
-        }
-        _ => ApiError::internal(),
-    }
 }
 
 async fn claim_changes(
@@ -400,7 +371,7 @@ async fn claim_changes(
             })?,
     };
     let queue = service.sync.queue(&practice);
-    let claimed = queue.claim(max).await.map_err(queue_error)?;
+    let claimed = queue.claim(max).await?;
     let changes = claimed
         .into_iter()
         .map(|c| ClaimedChange {
@@ -440,14 +411,9 @@ async fn ack_changes(
     shared::Json(body): shared::Json<AckBody>,
 ) -> Result<Json<AckResponse>, ApiError> {
     if body.ids.len() > queue::MAX_BATCH {
-        return Err(queue_error(QueueError::InvalidBatch));
+        return Err(QueueError::InvalidBatch.into());
     }
-    let report = service
-        .sync
-        .queue(&practice)
-        .ack(&body.ids)
-        .await
-        .map_err(queue_error)?;
+    let report = service.sync.queue(&practice).ack(&body.ids).await?;
     tracing::info!(
         practice = practice.id(),
         acknowledged = report.acked.len(),
@@ -486,11 +452,7 @@ async fn sync_status(
         service.sync.state(&practice),
         service.limiter.peek(&practice, "sync")
     );
-    let state = state.map_err(redis_error)?;
-    let limit = limit.map_err(|e| match e {
-        RateLimitError::Redis(f) => redis_error(f),
-        _ => ApiError::internal(),
-    })?;
+    let (state, limit) = (state?, limit?);
     let QueueStats {
         pending, claimed, ..
     } = state.changes;

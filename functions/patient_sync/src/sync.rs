@@ -8,15 +8,15 @@
 //! ```text
 //! ws:{p}:patients                   hash    patient id -> content hash of its last record
 //! ws:{p}:sync_state                 hash    last_sync_ms (server clock)
-//! ws:{p}:queue:changes:*            the practice's change queue (shared::queue)
-//! ws:{p}:ratelimit:sync             the sync rate limit (shared::ratelimit)
-//! ws:{p}:lock:sync                  the full-sync lock (shared::lock)
-//! ws:{p}:idempotency:sync:<key>     stored responses (shared::idempotency)
+//! ws:{p}:queue:changes:*            the practice's change queue (shared::blocks::queue)
+//! ws:{p}:ratelimit:sync             the sync rate limit (shared::blocks::ratelimit)
+//! ws:{p}:lock:sync                  the full-sync lock (shared::blocks::lock)
+//! ws:{p}:idempotency:sync:<key>     stored responses (shared::blocks::idempotency)
 //! ```
 //!
 //! Patient ids are hash fields, never parts of a key name, so no patient id
 //! can reach another key; the practice id is validated by
-//! [`shared::keys::Tenant`]. Hashes, sync state and the queue expire
+//! [`shared::blocks::keys::Tenant`]. Hashes, sync state and the queue expire
 //! [`SyncSettings::record_ttl`] after the practice's last write.
 
 use std::collections::HashMap;
@@ -26,10 +26,10 @@ use std::time::Duration;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::canonical::{canonical_json, content_hash, sha256_hex};
-use shared::idempotency::{self, Pending};
-use shared::keys::{MAX_ID_LEN, Tenant};
-use shared::queue::{self, Queue, QueueSettings, QueueStats};
+use shared::blocks::canonical::{canonical_json, content_hash, sha256_hex};
+use shared::blocks::idempotency::{self, Pending};
+use shared::blocks::keys::{MAX_ID_LEN, Tenant};
+use shared::blocks::queue::{self, Queue, QueueSettings, QueueStats};
 use shared::{RedisClient, RedisFailure};
 
 /// Most patients in one request.

@@ -1,7 +1,7 @@
 //! `sessions`: an agent's session and memory service over HTTP, on the
 //! backend `SESSION_BACKEND` / `MEMORY_BACKEND` name (`redis`, `sql`,
-//! `memory`). The semantics are those of [`shared::session`] and
-//! [`shared::memory_store`]; this crate parses, calls and shapes.
+//! `memory`). The semantics are those of [`shared::store::session`] and
+//! [`shared::store::memory`]; this crate parses, calls and shapes.
 //!
 //! Routes (besides the common `/redis-health` and `/healthz`):
 //!
@@ -22,18 +22,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shared::config::{Backend, Env};
-use shared::memory_store::{self, MemoryEntry, MemoryStore};
-use shared::session::{self, Event, GetSession, Session, SessionKey, SessionStore, UserKey};
-use shared::sql::{SqlDatabase, SqlSettings};
+use shared::http::{PathParams, QueryParams};
 use shared::store::StoreError;
+use shared::store::memory::{self, MemoryEntry, MemoryStore};
+use shared::store::session::{self, Event, GetSession, Session, SessionKey, SessionStore, UserKey};
+use shared::store::sql::{SqlDatabase, SqlSettings};
 use shared::{ApiError, AppContext, Json};
 
 /// The two stores the routes use, chosen by configuration.
@@ -68,7 +66,7 @@ impl Stores {
         };
         Ok(Self {
             sessions: session::open(stores, &ctx.redis, database.as_ref())?,
-            memory: memory_store::open(stores, &ctx.redis, database.as_ref())?,
+            memory: memory::open(stores, &ctx.redis, database.as_ref())?,
         })
     }
 
@@ -121,96 +119,7 @@ pub fn app(ctx: AppContext, stores: Stores) -> Router {
     shared::http::finish(routes, &ctx)
 }
 
-/// A store error as the caller sees it: the one place errors become HTTP.
-#[derive(Debug)]
-pub struct Failure(StoreError);
-
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        Self(err)
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let err = self.0;
-        match &err {
-            StoreError::AlreadyExists => {
-                ApiError::conflict("already_exists", "a session with this id already exists")
-            }
-            StoreError::NotFound => ApiError::not_found("no such session (absent or expired)"),
-            StoreError::Stale { .. } => ApiError::conflict("stale", err.to_string()),
-            StoreError::Invalid { .. } => ApiError::bad_request("invalid_input", err.to_string()),
-            StoreError::Unavailable { kind, .. } => {
-                let unavailable = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    err.to_string(),
-                )
-                .with_retry_after(err.retry_after());
-                match kind {
-                    Some(kind) => unavailable.with_kind(*kind),
-                    None => unavailable,
-                }
-            }
-            _ => {
-                tracing::error!(error = %err, "store operation failed");
-                ApiError::internal()
-            }
-        }
-        .into_response()
-    }
-}
-
-/// Path parameters whose rejection is an [`ApiError`] (`400`, JSON).
-#[derive(Debug)]
-pub struct PathParams<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for PathParams<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| PathParams(p.0))
-            .map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_path",
-                    "a path segment is not valid (percent-encoded UTF-8 expected)",
-                )
-            })
-    }
-}
-
-/// Query parameters whose rejection is an [`ApiError`] (`400`, JSON).
-#[derive(Debug)]
-pub struct QueryParams<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for QueryParams<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| QueryParams(q.0))
-            .map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "a query parameter is missing or has the wrong type",
-                )
-            })
-    }
-}
-
-type Reply<T> = Result<T, Failure>;
+type Reply<T> = Result<T, ApiError>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

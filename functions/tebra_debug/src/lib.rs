@@ -9,11 +9,11 @@
 //! - `GET /debug/redis?probe=<0..100>` and `GET /admin/redis-metrics` (the
 //!   same JSON): server figures from `INFO`, the client's pool, breaker,
 //!   counters and latency percentiles, and a live probe of `probe` `PING`s
-//!   ([`shared::diagnostics::RedisReport`]).
+//!   ([`shared::redis::diagnostics::RedisReport`]).
 //! - `GET /debug/config`: the effective configuration, secrets redacted.
 //! - `GET /debug/keys?workspace=<id>&pattern=<glob>&limit=<1..1000>`: keys of
 //!   one workspace with type and TTL, by a bounded `SCAN`
-//!   ([`shared::diagnostics::list_keys`]).
+//!   ([`shared::blocks::keyscan::list_keys`]).
 //! - `GET /debug`: the live dashboard (an HTML page, its script and styles).
 //!
 //! # Access
@@ -38,10 +38,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use shared::blocks::fallback::with_fallback;
+use shared::blocks::keys::Tenant;
+use shared::blocks::keyscan::{self, KeyListing, KeyQuery};
 use shared::config::{ConfigError, Env};
-use shared::diagnostics::{self, KeyListing, KeyQuery, ListKeysError, QueryError, RedisReport};
-use shared::fallback::with_fallback;
-use shared::keys::Tenant;
+use shared::redis::diagnostics::{QueryError, RedisReport};
+use shared::redis::probe;
 use shared::{ApiError, AppContext};
 
 /// `PING`s of a metrics request without `?probe=`.
@@ -206,16 +208,9 @@ impl Params {
             return Ok(default);
         };
         raw.trim().parse::<usize>().map_err(|_| {
-            invalid(QueryError::new(
-                name,
-                format!("must be an integer from {min} to {max}"),
-            ))
+            QueryError::new(name, format!("must be an integer from {min} to {max}")).into()
         })
     }
-}
-
-fn invalid(err: QueryError) -> ApiError {
-    ApiError::bad_request("invalid_parameter", err.to_string())
 }
 
 async fn redis_report(
@@ -223,8 +218,8 @@ async fn redis_report(
     RawQuery(query): RawQuery,
 ) -> Result<Json<RedisReport>, ApiError> {
     let params = Params::parse(query.as_deref(), &["probe"])?;
-    let probe = params.count("probe", DEFAULT_PROBE, (0, diagnostics::MAX_PROBE_PINGS))?;
-    let probe = diagnostics::probe_count(probe).map_err(invalid)?;
+    let probe = params.count("probe", DEFAULT_PROBE, (0, probe::MAX_PROBE_PINGS))?;
+    let probe = probe::probe_count(probe)?;
     let report = RedisReport::collect(&state.ctx.redis, probe, state.settings.time_budget).await;
     Ok(Json(report))
 }
@@ -261,20 +256,9 @@ async fn list_keys(
         )
     })?;
     let tenant = Tenant::new("workspace", workspace)?;
-    let limit = params.count("limit", DEFAULT_KEY_LIMIT, (1, diagnostics::MAX_KEY_LIMIT))?;
-    let query =
-        KeyQuery::new(tenant, params.text("pattern").unwrap_or("*"), limit).map_err(invalid)?;
-    let listing = diagnostics::list_keys(&state.ctx.redis, &query, state.settings.time_budget)
-        .await
-        .map_err(|err| match err {
-            ListKeysError::ClusterUnsupported => ApiError::new(
-                axum::http::StatusCode::NOT_IMPLEMENTED,
-                "not_supported",
-                err.to_string(),
-            ),
-            ListKeysError::Redis(failure) => ApiError::from(failure),
-            _ => ApiError::internal(),
-        })?;
+    let limit = params.count("limit", DEFAULT_KEY_LIMIT, (1, keyscan::MAX_KEY_LIMIT))?;
+    let query = KeyQuery::new(tenant, params.text("pattern").unwrap_or("*"), limit)?;
+    let listing = keyscan::list_keys(&state.ctx.redis, &query, state.settings.time_budget).await?;
     tracing::info!(
         workspace = listing.workspace,
         returned = listing.keys.len(),

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::RedisClient;
 use crate::config::RedisConfig;
+use crate::redis::RedisClient;
 
 use super::RedisServer;
 

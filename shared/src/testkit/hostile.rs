@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::keys::{MAX_ID_LEN, Tenant};
+use crate::blocks::keys::{MAX_ID_LEN, Tenant};
 
 /// Strings full of separators, braces, globs, escapes, percent signs,
 /// control characters, unicode, JSON and path tricks, sometimes very long.

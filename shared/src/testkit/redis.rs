@@ -11,8 +11,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::client::RedisClient;
 use crate::config::{RedisConfig, Secret};
+use crate::redis::RedisClient;
 
 use super::TlsFiles;
 

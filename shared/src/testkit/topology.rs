@@ -4,8 +4,8 @@
 //! which is how every building block is shown to work on Redis Cluster (each
 //! operation's keys share a hash slot).
 
-use crate::client::RedisClient;
 use crate::config::RedisConfig;
+use crate::redis::RedisClient;
 
 use super::{RedisCluster, RedisServer};
 
@@ -93,7 +93,7 @@ impl TestRedis {
                     .arg(section)
                     .query(&mut node.admin())
                     .expect("INFO");
-                crate::health::info_field(&info, field)
+                crate::redis::info::info_field(&info, field)
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or_else(|| panic!("INFO {section} has no numeric {field}"))
             })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::idempotency::{
+use shared::blocks::idempotency::{
     Begin, Idempotency, IdempotencyError, IdempotencySettings, StoredResponse,
 };
 use shared::testkit::TestRedis;
@@ -13,7 +13,7 @@ fn store(server: &TestRedis, settings: IdempotencySettings) -> Idempotency {
     Idempotency::new(server.client(), &tenant("a"), "sync", settings)
 }
 
-fn started(begin: Begin) -> shared::idempotency::Pending {
+fn started(begin: Begin) -> shared::blocks::idempotency::Pending {
     match begin {
         Begin::Started(p) => p,
         other => panic!("expected Started, got {other:?}"),

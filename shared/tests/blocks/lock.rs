@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::lock::{Lock, LockError};
+use shared::blocks::lock::{Lock, LockError};
 use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};

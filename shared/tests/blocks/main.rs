@@ -9,7 +9,7 @@ mod lock;
 mod queue;
 mod ratelimit;
 
-use shared::keys::Tenant;
+use shared::blocks::keys::Tenant;
 use shared::testkit::TestRedis;
 
 /// A tenant for tests.

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use shared::keys::Tenant;
-use shared::queue::{MAX_BATCH, Queue, QueueError, QueueSettings};
+use shared::blocks::keys::Tenant;
+use shared::blocks::queue::{MAX_BATCH, Queue, QueueError, QueueSettings};
 use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shared::ErrorKind;
-use shared::ratelimit::{RateLimitError, RateLimiter};
+use shared::blocks::ratelimit::{RateLimitError, RateLimiter};
 use shared::testkit::TestRedis;
 
 use crate::{all_keys, tenant};

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shared::ErrorKind;
-use shared::cache::{Cache, CacheError, CacheStatus};
-use shared::keys::Tenant;
+use shared::blocks::cache::{Cache, CacheError, CacheStatus};
+use shared::blocks::keys::Tenant;
 use shared::testkit::TestRedis;
 
 fn acme() -> Tenant {
@@ -265,7 +265,7 @@ async fn crafted_keys_stay_inside_the_tenant_and_never_collide() {
     for key in keys {
         assert!(key.starts_with("ws:{acme}:cache:report:"), "{key}");
     }
-    let too_long = "x".repeat(shared::keys::MAX_ID_LEN + 1);
+    let too_long = "x".repeat(shared::blocks::keys::MAX_ID_LEN + 1);
     let err = cache
         .get_or_compute(&too_long, || async { Ok::<_, std::io::Error>(0) })
         .await

@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use shared::diagnostics::{
-    self, CutShort, KeyQuery, ListKeysError, MAX_PROBE_PINGS, RedisReport, ServerStats,
-};
-use shared::keys::Tenant;
+use shared::blocks::keys::Tenant;
+use shared::blocks::keyscan::{self, CutShort, KeyQuery, ListKeysError};
+use shared::redis::diagnostics::RedisReport;
+use shared::redis::info::{self, ServerStats};
+use shared::redis::probe::{self, MAX_PROBE_PINGS};
 use shared::testkit::RedisServer;
 use shared::{ErrorKind, RedisClient};
 
@@ -29,7 +30,7 @@ fn run(server: &RedisServer, pipe: &redis::Pipeline) {
 }
 
 async fn stats(client: &RedisClient) -> ServerStats {
-    diagnostics::server_stats(client).await.unwrap()
+    info::server_stats(client).await.unwrap()
 }
 
 #[tokio::test]
@@ -52,7 +53,7 @@ async fn server_stats_report_the_real_servers_settings_and_keys() {
             .arg("server")
             .query(&mut server.admin())
             .unwrap();
-        shared::health::info_field(&info, "redis_version")
+        shared::redis::info::info_field(&info, "redis_version")
             .unwrap()
             .to_owned()
     };
@@ -140,13 +141,13 @@ async fn the_probe_sends_the_pings_asked_for_and_they_count_as_operations() {
     let server = RedisServer::start();
     let client = server.client();
     let before = client.metrics().operations;
-    let report = diagnostics::ping_probe(&client, 20, Duration::from_secs(10)).await;
+    let report = probe::ping_probe(&client, 20, Duration::from_secs(10)).await;
     assert_eq!((report.requested, report.completed), (20, 20));
     assert_eq!(report.latency.count, 20);
     assert!(report.latency.p50_ms > 0.0 && report.latency.p50_ms <= report.latency.p99_ms);
     assert!(report.error.is_none() && !report.budget_exhausted);
     assert_eq!(client.metrics().operations - before, 20);
-    let capped = diagnostics::ping_probe(&client, 5_000, Duration::from_secs(10)).await;
+    let capped = probe::ping_probe(&client, 5_000, Duration::from_secs(10)).await;
     assert_eq!(capped.requested, MAX_PROBE_PINGS);
     assert_eq!(capped.completed, MAX_PROBE_PINGS);
 }
@@ -155,10 +156,10 @@ async fn the_probe_sends_the_pings_asked_for_and_they_count_as_operations() {
 async fn the_probe_stops_at_its_budget_when_the_server_is_paused() {
     let mut server = RedisServer::start();
     let client = client_with(&server, |c| c.command_timeout = Duration::from_secs(5));
-    diagnostics::ping_probe(&client, 1, Duration::from_secs(5)).await;
+    probe::ping_probe(&client, 1, Duration::from_secs(5)).await;
     server.pause();
     let started = Instant::now();
-    let report = diagnostics::ping_probe(&client, 10, Duration::from_millis(300)).await;
+    let report = probe::ping_probe(&client, 10, Duration::from_millis(300)).await;
     let took = started.elapsed();
     server.resume();
     assert!(report.budget_exhausted, "{report:?}");
@@ -171,7 +172,7 @@ async fn the_probe_reports_a_stopped_server_as_a_connect_failure() {
     let mut server = RedisServer::start();
     let client = server.client();
     server.stop();
-    let report = diagnostics::ping_probe(&client, 10, Duration::from_secs(5)).await;
+    let report = probe::ping_probe(&client, 10, Duration::from_secs(5)).await;
     assert_eq!(report.completed, 0);
     assert_eq!(report.error_type, Some(ErrorKind::Connect));
     assert!(report.error.is_some());
@@ -243,7 +244,7 @@ async fn listing_returns_one_tenants_keys_with_type_and_ttl() {
     populate(&server);
     let client = server.client();
     let query = KeyQuery::new(tenant("acme"), "*", 1_000).unwrap();
-    let listing = diagnostics::list_keys(&client, &query, Duration::from_secs(10))
+    let listing = keyscan::list_keys(&client, &query, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(listing.complete);
@@ -258,7 +259,7 @@ async fn listing_returns_one_tenants_keys_with_type_and_ttl() {
     let ttl = find("ws:{acme}:session:1").ttl_ms.unwrap();
     assert!((1..=600_000).contains(&ttl), "{ttl}");
     let patients = KeyQuery::new(tenant("acme"), "patient:*", 1_000).unwrap();
-    let listing = diagnostics::list_keys(&client, &patients, Duration::from_secs(10))
+    let listing = keyscan::list_keys(&client, &patients, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(listing.keys.len(), 30);
@@ -273,7 +274,7 @@ async fn crafted_patterns_never_leave_the_tenant() {
         "*", "../*", "}:*", "*}*", "\\*", "[a-z]*", "?*", "*:*", "**", "{acme2}*",
     ] {
         let query = KeyQuery::new(tenant("acme"), glob, 1_000).unwrap();
-        let listing = diagnostics::list_keys(&client, &query, Duration::from_secs(10))
+        let listing = keyscan::list_keys(&client, &query, Duration::from_secs(10))
             .await
             .unwrap();
         for key in &listing.keys {
@@ -288,7 +289,7 @@ async fn listing_stops_at_the_limit_and_says_so() {
     populate(&server);
     let client = server.client();
     let query = KeyQuery::new(tenant("acme"), "patient:*", 7).unwrap();
-    let listing = diagnostics::list_keys(&client, &query, Duration::from_secs(10))
+    let listing = keyscan::list_keys(&client, &query, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(listing.keys.len(), 7);
@@ -303,11 +304,11 @@ async fn listing_stops_at_its_time_budget_when_the_server_is_paused() {
     let mut server = RedisServer::start();
     populate(&server);
     let client = client_with(&server, |c| c.command_timeout = Duration::from_secs(5));
-    diagnostics::ping_probe(&client, 1, Duration::from_secs(5)).await;
+    probe::ping_probe(&client, 1, Duration::from_secs(5)).await;
     server.pause();
     let query = KeyQuery::new(tenant("acme"), "*", 10).unwrap();
     let started = Instant::now();
-    let listing = diagnostics::list_keys(&client, &query, Duration::from_millis(300)).await;
+    let listing = keyscan::list_keys(&client, &query, Duration::from_millis(300)).await;
     let took = started.elapsed();
     server.resume();
     let listing = listing.unwrap();
@@ -323,7 +324,7 @@ async fn listing_on_a_stopped_server_is_a_connect_failure() {
     let client = server.client();
     server.stop();
     let query = KeyQuery::new(tenant("acme"), "*", 10).unwrap();
-    let err = diagnostics::list_keys(&client, &query, Duration::from_secs(5))
+    let err = keyscan::list_keys(&client, &query, Duration::from_secs(5))
         .await
         .unwrap_err();
     match err {

@@ -2,7 +2,7 @@
 //! is refused (as `auth`) elsewhere; a wrong password is `auth` and never shown.
 
 use shared::ErrorKind;
-use shared::keys::Tenant;
+use shared::blocks::keys::Tenant;
 use shared::testkit::RedisServer;
 
 const RULES: &str = "~ws:{acme}:* resetchannels +@all -@dangerous +info";
@@ -24,7 +24,9 @@ async fn a_tenant_scoped_user_works_for_its_tenant_and_is_refused_elsewhere() {
     let other = Tenant::new("workspace", "globex").unwrap();
 
     set(&client, acme.key("counter")).await.unwrap();
-    let report = shared::health::check(&client).await;
+    let report = shared::redis::HealthCheck::new(client.clone())
+        .check()
+        .await;
     assert!(
         report.is_healthy(),
         "health needs only PING and INFO: {report:?}"
@@ -49,7 +51,9 @@ async fn a_wrong_acl_password_is_an_auth_failure_that_never_shows_the_password()
         .start();
     let client =
         shared::RedisClient::new(server.config_as("acme-app", "not-the-password-987")).unwrap();
-    let report = shared::health::check(&client).await;
+    let report = shared::redis::HealthCheck::new(client.clone())
+        .check()
+        .await;
     assert_eq!(report.error_type, Some(ErrorKind::Auth), "{report:?}");
     let shown = serde_json::to_string(&report).unwrap();
     assert!(

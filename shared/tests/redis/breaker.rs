@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use shared::ErrorKind;
-use shared::breaker::CircuitState;
-use shared::fallback::with_fallback;
+use shared::blocks::fallback::with_fallback;
+use shared::redis::breaker::CircuitState;
 use shared::testkit::RedisServer;
 
 use crate::{client_with, round_trip};
 
-async fn read_counter(client: &shared::RedisClient) -> shared::fallback::WithFallback<i64> {
+async fn read_counter(client: &shared::RedisClient) -> shared::blocks::fallback::WithFallback<i64> {
     with_fallback(client, "test.counter", -1, |mut c| async move {
         redis::cmd("INCR").arg("counter").query_async(&mut c).await
     })

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use shared::keys::{Tenant, hash_slot};
+use shared::blocks::keys::{Tenant, hash_slot};
 use shared::testkit::RedisCluster;
 
 use crate::round_trip;
@@ -12,7 +12,9 @@ async fn the_client_works_against_a_cluster_on_every_node() {
     let cluster = RedisCluster::start(3);
     let client = cluster.client();
     assert_eq!(client.pool().kind, "cluster");
-    let report = shared::health::check(&client).await;
+    let report = shared::redis::HealthCheck::new(client.clone())
+        .check()
+        .await;
     assert!(report.is_healthy(), "{report:?}");
     assert_eq!(report.redis_mode.as_deref(), Some("cluster"));
 
@@ -74,5 +76,10 @@ async fn a_primary_restarted_mid_test_is_survived() {
         pending = still;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(shared::health::check(&client).await.is_healthy());
+    assert!(
+        shared::redis::HealthCheck::new(client.clone())
+            .check()
+            .await
+            .is_healthy()
+    );
 }

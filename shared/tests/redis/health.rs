@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use shared::ErrorKind;
-use shared::health::check;
+use shared::redis::HealthCheck;
 use shared::testkit::{BlackHole, RedisServer};
 
 use crate::{client_for_url, client_with, time_until_ok};
@@ -12,7 +12,7 @@ use crate::{client_for_url, client_with, time_until_ok};
 async fn reports_real_server_values() {
     let server = RedisServer::start();
     let client = server.client();
-    let report = check(&client).await;
+    let report = HealthCheck::new(client.clone()).check().await;
     assert!(report.is_healthy(), "{report:?}");
     assert_eq!(report.status, "healthy");
     assert_eq!(report.ping.as_deref(), Some("PONG"));
@@ -44,13 +44,13 @@ async fn unhealthy_within_the_deadline_when_stopped_paused_or_black_holed() {
         ),
     ];
     for (_, client, _) in &clients[..2] {
-        assert!(check(client).await.is_healthy());
+        assert!(HealthCheck::new(client.clone()).check().await.is_healthy());
     }
     stopped.stop();
     paused.pause();
     for (name, client, kind) in &clients {
         let started = Instant::now();
-        let report = check(client).await;
+        let report = HealthCheck::new(client.clone()).check().await;
         let took = started.elapsed();
         assert!(!report.is_healthy(), "{name}: {report:?}");
         assert_eq!(report.error_type, Some(*kind), "{name}: {report:?}");
@@ -68,12 +68,12 @@ async fn unhealthy_within_the_deadline_when_stopped_paused_or_black_holed() {
 async fn healthy_again_soon_after_a_restart() {
     let mut server = RedisServer::start();
     let client = server.client();
-    assert!(check(&client).await.is_healthy());
+    assert!(HealthCheck::new(client.clone()).check().await.is_healthy());
     server.stop();
-    assert!(!check(&client).await.is_healthy());
+    assert!(!HealthCheck::new(client.clone()).check().await.is_healthy());
     server.restart();
     let took = time_until_ok(Duration::from_secs(5), || async {
-        let report = check(&client).await;
+        let report = HealthCheck::new(client.clone()).check().await;
         if report.is_healthy() {
             Ok(())
         } else {
@@ -89,14 +89,14 @@ async fn healthy_again_soon_after_a_restart() {
 async fn healthy_again_after_a_pause_ends() {
     let mut server = RedisServer::start();
     let client = server.client();
-    assert!(check(&client).await.is_healthy());
+    assert!(HealthCheck::new(client.clone()).check().await.is_healthy());
     server.pause();
     for _ in 0..3 {
-        assert!(!check(&client).await.is_healthy());
+        assert!(!HealthCheck::new(client.clone()).check().await.is_healthy());
     }
     server.resume();
     let took = time_until_ok(Duration::from_secs(5), || async {
-        let report = check(&client).await;
+        let report = HealthCheck::new(client.clone()).check().await;
         if report.is_healthy() {
             Ok(())
         } else {
@@ -116,7 +116,7 @@ fn ping_and_info_calls(server: &RedisServer) -> (u64, u64) {
         .query(&mut server.admin())
         .unwrap();
     let calls = |command: &str| {
-        shared::health::info_field(&info, &format!("cmdstat_{command}"))
+        shared::redis::info::info_field(&info, &format!("cmdstat_{command}"))
             .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("calls=")))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
@@ -127,9 +127,9 @@ fn ping_and_info_calls(server: &RedisServer) -> (u64, u64) {
 #[tokio::test]
 async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
     let mut server = RedisServer::start();
-    let client = server.client();
+    let health = HealthCheck::new(server.client());
     for _ in 0..5 {
-        let report = check(&client).await;
+        let report = health.check().await;
         assert!(report.is_healthy(), "{report:?}");
         assert_eq!(report.connected_clients, Some(1));
         assert!(report.redis_version.is_some());
@@ -141,8 +141,8 @@ async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
     assert_eq!(infos, 2);
 
     // After the facts' age, the next probe reads them again.
-    tokio::time::sleep(shared::health::FACTS_MAX_AGE + Duration::from_millis(100)).await;
-    assert!(check(&client).await.is_healthy());
+    tokio::time::sleep(shared::redis::health::FACTS_MAX_AGE + Duration::from_millis(100)).await;
+    assert!(health.check().await.is_healthy());
     assert_eq!(
         ping_and_info_calls(&server).1,
         2 + 1 + 2,
@@ -151,15 +151,15 @@ async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
 
     // A failed probe forgets them: the restarted server is asked afresh.
     server.stop();
-    assert!(!check(&client).await.is_healthy());
+    assert!(!health.check().await.is_healthy());
     server.restart();
-    let mut report = check(&client).await;
+    let mut report = health.check().await;
     for _ in 0..100 {
         if report.is_healthy() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        report = check(&client).await;
+        report = health.check().await;
     }
     assert!(report.is_healthy(), "{report:?}");
     assert!(report.redis_version.is_some());

@@ -69,7 +69,7 @@ pub fn connections_received(server: &RedisServer) -> u64 {
         .arg("stats")
         .query(&mut server.admin())
         .unwrap();
-    shared::health::info_field(&info, "total_connections_received")
+    shared::redis::info::info_field(&info, "total_connections_received")
         .unwrap()
         .parse()
         .unwrap()

@@ -28,7 +28,9 @@ async fn tls_with_the_ca_from_configuration_is_healthy() {
             .unwrap();
     assert!(config.redis.tls());
     let ctx = AppContext::new(config).unwrap();
-    let report = shared::health::check(&ctx.redis).await;
+    let report = shared::redis::HealthCheck::new(ctx.redis.clone())
+        .check()
+        .await;
     assert!(report.is_healthy(), "{report:?}");
     assert_eq!(round_trip(&ctx.redis, "k").await.unwrap(), "v");
     // The test's plain admin connection plus the client's TLS one.
@@ -43,7 +45,12 @@ async fn certificates_are_verified_by_default() {
     let client = RedisClient::new(config).unwrap();
     let err = round_trip(&client, "k").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
-    assert!(!shared::health::check(&client).await.is_healthy());
+    assert!(
+        !shared::redis::HealthCheck::new(client.clone())
+            .check()
+            .await
+            .is_healthy()
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::json;
-use shared::session::{Event, GetSession, MAX_ID_BYTES, SessionKey, State, StoreError, UserKey};
+use shared::store::session::{
+    Event, GetSession, MAX_ID_BYTES, SessionKey, State, StoreError, UserKey,
+};
 
 use crate::World;
 

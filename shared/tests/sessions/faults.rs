@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use shared::config::{Backend, Config};
-use shared::session::{self, Event, GetSession, SessionKey, State, StoreError, UserKey};
-use shared::sql::{SqlDatabase, SqlSettings};
+use shared::store::session::{self, Event, GetSession, SessionKey, State, StoreError, UserKey};
+use shared::store::sql::{SqlDatabase, SqlSettings};
 
 use crate::{Kind, World};
 

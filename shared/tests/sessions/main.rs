@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::config::{Backend, Config};
-use shared::memory_store::{self, MemoryStore};
-use shared::session::{self, SessionStore};
-use shared::sql::{SqlDatabase, SqlSettings};
+use shared::store::memory::{self as memory_store, MemoryStore};
+use shared::store::session::{self, SessionStore};
+use shared::store::sql::{SqlDatabase, SqlSettings};
 use shared::testkit::{MariaDbServer, PostgresServer, TestRedis};
 use shared::{Secret, config::StoreConfig};
 use sqlx::Row;
@@ -175,7 +175,7 @@ pub async fn sql_dump(db: &SqlDatabase) -> String {
     ];
     let mut out = String::new();
     for (table, columns) in tables {
-        let columns = if db.dialect() == shared::sql::Dialect::Postgres {
+        let columns = if db.dialect() == shared::store::sql::Dialect::Postgres {
             columns.replace("CHAR(20)", "TEXT")
         } else {
             columns.to_owned()

@@ -1,7 +1,7 @@
 //! What every memory backend does, written once against the trait.
 
-use shared::memory_store::MAX_LIMIT;
-use shared::session::{Event, GetSession, Session, SessionKey, State, StoreError, UserKey};
+use shared::store::memory::MAX_LIMIT;
+use shared::store::session::{Event, GetSession, Session, SessionKey, State, StoreError, UserKey};
 
 use crate::World;
 

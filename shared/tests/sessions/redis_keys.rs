@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::keys::{escape_id, hash_slot};
-use shared::session::{
+use shared::blocks::keys::{escape_id, hash_slot};
+use shared::store::session::{
     Event, GetSession, RedisSessionStore, SessionKey, SessionStore, State, UserKey,
 };
 use shared::testkit::TestRedis;

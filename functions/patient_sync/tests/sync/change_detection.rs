@@ -53,7 +53,7 @@ async fn one_field_changed_is_one_change_carrying_the_new_record() {
     assert_eq!(changes[0]["change"]["record"], edited);
     assert_eq!(
         changes[0]["change"]["hash"],
-        shared::canonical::content_hash(&edited)
+        shared::blocks::canonical::content_hash(&edited)
     );
     assert_eq!(status(&t.app, "c").await["patients_tracked"], 3);
 }

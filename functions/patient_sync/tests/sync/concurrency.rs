@@ -54,7 +54,7 @@ async fn concurrent_overlapping_syncs_queue_every_change_exactly_once_and_lose_n
     for id in &distinct {
         assert_eq!(
             hashes[id],
-            shared::canonical::content_hash(&patient(id, "Same"))
+            shared::blocks::canonical::content_hash(&patient(id, "Same"))
         );
     }
 }

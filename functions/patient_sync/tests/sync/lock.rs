@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shared::keys::Tenant;
-use shared::lock::Lock;
+use shared::blocks::keys::Tenant;
+use shared::blocks::lock::Lock;
 
 use crate::{all_keys, patient, post, send, spawn_app};
 

@@ -94,7 +94,7 @@ async fn the_dashboard_shows_live_charts_in_a_headless_browser() {
             .arg("server")
             .query(&mut server.admin())
             .unwrap();
-        shared::health::info_field(&info, "redis_version")
+        shared::redis::info::info_field(&info, "redis_version")
             .unwrap()
             .to_owned()
     };

@@ -172,7 +172,8 @@ async fn keys_report_every_match_with_type_and_ttl_when_the_scan_completes() {
         assert_eq!(ttl, &Value::Null, "no TTL");
     }
     assert!(
-        body["scan_calls"].as_u64().unwrap() >= 100_000 / shared::diagnostics::SCAN_COUNT as u64,
+        body["scan_calls"].as_u64().unwrap()
+            >= 100_000 / shared::blocks::keyscan::SCAN_COUNT as u64,
         "SCAN walked the keyspace in bounded steps: {body}"
     );
 

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::cache::{Cache, CacheStatus};
-use shared::keys::Tenant;
+use shared::blocks::cache::{Cache, CacheStatus};
+use shared::blocks::keys::Tenant;
 use shared::testkit::RedisServer;
 
 use crate::{TOKEN, ctx_for, get};

@@ -1,0 +1,357 @@
+//! Typed settings read from the environment and validated once, at start-up.
+//!
+//! Every setting has a documented default (see the README's table). A value
+//! that cannot be used fails with a [`ConfigError`] that names the variable and
+//! what is allowed, so a misconfigured deployment stops at boot with one clear
+//! line instead of failing later on the first request.
+//!
+//! Secrets (the Redis password, `DATABASE_URL`, `ADMIN_TOKEN`) are held in
+//! [`Secret`], whose `Debug` and `Display` print `[redacted]`; the Redis
+//! address has a [`RedisConfig::redacted_url`] for logs and responses.
+//!
+//! # Layout
+//!
+//! - [`env`]: [`Env`], the typed environment reader, and [`ConfigError`].
+//! - [`secret`]: [`Secret`], a value that is never printed.
+//! - [`redis`]: [`RedisConfig`], how to reach Redis.
+//! - this file: [`Config`] (everything a function reads), the HTTP and store
+//!   settings, and where the process runs ([`on_lambda`]).
+
+mod env;
+mod redis;
+mod secret;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use env::{ConfigError, Env};
+pub use redis::{DEFAULT_MAX_CONNECTIONS, RedisConfig};
+pub use secret::Secret;
+
+/// Where the session or memory store keeps its data (`SESSION_BACKEND`,
+/// `MEMORY_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Redis: hot data with a TTL (the default).
+    Redis,
+    /// PostgreSQL or MySQL through `DATABASE_URL`: the durable rollback path.
+    Sql,
+    /// Process memory: development and tests only, lost on restart.
+    Memory,
+}
+
+impl Backend {
+    /// The name used in configuration and in responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Sql => "sql",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+/// Log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line with the fields Cloud Logging and CloudWatch read.
+    Json,
+    /// Human-readable lines for a terminal.
+    Text,
+}
+
+fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_millis())
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// Settings of the HTTP side of every function.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpConfig {
+    /// Port of the plain server (`PORT`, Cloud Run sets it).
+    pub port: u16,
+    /// Deadline of a whole request; past it the caller gets `503`.
+    #[serde(serialize_with = "serialize_ms")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// The settings of the stores that the source documents give several backends.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    /// `SESSION_BACKEND`: where agent sessions live.
+    pub session_backend: Backend,
+    /// `MEMORY_BACKEND`: where the searchable memory lives.
+    pub memory_backend: Backend,
+    /// `REDIS_SESSION_TTL`: sliding lifetime of a session in Redis.
+    #[serde(serialize_with = "serialize_secs")]
+    pub session_ttl: Duration,
+    /// `REDIS_MEMORY_TTL_DAYS`: lifetime of a memory entry.
+    pub memory_ttl_days: u32,
+    /// `DATABASE_URL`: PostgreSQL or MySQL for the `sql` backends.
+    pub database_url: Option<Secret>,
+}
+
+/// Whether this process runs inside AWS Lambda: the Lambda Runtime API's
+/// address is set (`AWS_LAMBDA_RUNTIME_API`), as Lambda sets it for every
+/// runtime. Decides how [`crate::serve`] runs and the metrics interval.
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
+/// Everything a function reads from its environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Redis connection and resilience settings.
+    pub redis: RedisConfig,
+    /// HTTP server settings.
+    pub http: HttpConfig,
+    /// Session and memory store settings.
+    pub stores: StoreConfig,
+    /// Bearer token of the admin endpoints; without it they answer `404`.
+    pub admin_token: Option<Secret>,
+    /// Log line format; JSON on the clouds, text in a terminal.
+    pub log_format: LogFormat,
+    /// Default log filter (`LOG_LEVEL`, or `RUST_LOG` for full directives).
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads and validates every setting from the process environment.
+    ///
+    /// # Errors
+    /// The first setting that cannot be used, named with what it accepts.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable name to its value), so
+    /// tests can supply an environment without touching the process one.
+    ///
+    /// # Errors
+    /// The first setting that cannot be used, named with what it accepts.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(&lookup);
+        let redis = RedisConfig::from_env(&env)?;
+        let http = HttpConfig {
+            port: env.range("PORT", 8080, 1, 65_535)? as u16,
+            request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000, 100, 900_000)?,
+            max_body_bytes: env.range("MAX_BODY_BYTES", 1 << 20, 1_024, 64 << 20)? as usize,
+        };
+        if http.request_timeout <= redis.command_timeout {
+            return Err(ConfigError::new(
+                "REQUEST_TIMEOUT_MS",
+                format!(
+                    "must be longer than REDIS_COMMAND_TIMEOUT_MS ({} ms) so a Redis failure can still be answered",
+                    redis.command_timeout.as_millis()
+                ),
+            ));
+        }
+        let stores = StoreConfig {
+            session_backend: backend(&env, "SESSION_BACKEND")?,
+            memory_backend: backend(&env, "MEMORY_BACKEND")?,
+            session_ttl: Duration::from_secs(env.range(
+                "REDIS_SESSION_TTL",
+                3_600,
+                1,
+                31_536_000,
+            )?),
+            memory_ttl_days: env.range("REDIS_MEMORY_TTL_DAYS", 30, 1, 3_650)? as u32,
+            database_url: env.get("DATABASE_URL").map(Secret::new),
+        };
+        let sql_needed = [stores.session_backend, stores.memory_backend].contains(&Backend::Sql);
+        if sql_needed && stores.database_url.is_none() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "is required when SESSION_BACKEND or MEMORY_BACKEND is sql (postgres://… or mysql://…)",
+            ));
+        }
+        let admin_token = env.get("ADMIN_TOKEN").map(Secret::new);
+        if let Some(token) = &admin_token
+            && token.expose().len() < 16
+        {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                "must be at least 16 characters (or unset to disable the admin endpoints)",
+            ));
+        }
+        let on_cloud = env.get("AWS_LAMBDA_RUNTIME_API").is_some()
+            || env.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            || env.get("K_SERVICE").is_some();
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None | Some("") if on_cloud => LogFormat::Json,
+            None | Some("") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or text")),
+        };
+        let log_level = env.get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if !matches!(
+            log_level.to_ascii_lowercase().as_str(),
+            "error" | "warn" | "info" | "debug" | "trace" | "off"
+        ) {
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                "expected one of error, warn, info, debug, trace, off (RUST_LOG takes full directives)",
+            ));
+        }
+        Ok(Self {
+            redis,
+            http,
+            stores,
+            admin_token,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+fn backend(env: &Env<'_>, name: &'static str) -> Result<Backend, ConfigError> {
+    match env.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("redis") => Ok(Backend::Redis),
+        // The names the source project used are accepted too.
+        Some("sql" | "cloudsql" | "postgres" | "mysql") => Ok(Backend::Sql),
+        Some("memory" | "inmemory") => Ok(Backend::Memory),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("{other:?} is not a backend; expected redis, sql or memory"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::from_lookup(move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_point_at_local_redis() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.redis.urls[0].as_str(), "redis://127.0.0.1:6379/0");
+        assert_eq!(c.redis.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(c.http.port, 8080);
+        assert_eq!(c.stores.session_backend, Backend::Redis);
+        assert_eq!(c.stores.session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.stores.memory_ttl_days, 30);
+        assert!(!c.redis.cluster);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn password_is_taken_out_of_the_url_and_never_printed() {
+        let c = from(&[("REDIS_URL", "redis://app:s3cr%40t@cache.internal:6380/2")]).unwrap();
+        assert_eq!(c.redis.password.as_ref().unwrap().expose(), "s3cr@t");
+        assert_eq!(c.redis.username.as_deref(), Some("app"));
+        assert_eq!(c.redis.urls[0].as_str(), "redis://cache.internal:6380/2");
+        let printed = format!(
+            "{c:?} {} {}",
+            c.redis.redacted_url(),
+            serde_json::to_string(&c).unwrap()
+        );
+        assert!(!printed.contains("s3cr"), "{printed}");
+        assert!(
+            c.redis
+                .redacted_url()
+                .contains("app:***@cache.internal:6380")
+        );
+    }
+
+    #[test]
+    fn host_port_password_variables_build_the_url() {
+        let c = from(&[
+            ("REDIS_HOST", "10.0.0.5"),
+            ("REDIS_PORT", "6390"),
+            ("REDIS_PASSWORD", "pw-from-secret-manager"),
+            ("REDIS_TLS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis.urls[0].as_str(), "rediss://10.0.0.5:6390/0");
+        assert!(c.redis.tls());
+        assert_eq!(c.redis.password.unwrap().expose(), "pw-from-secret-manager");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_what_is_allowed() {
+        let cases = [
+            ("REDIS_MAX_CONNECTIONS", "0", "from 1 to 64"),
+            ("REDIS_MAX_CONNECTIONS", "many", "integer from 1 to 64"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "-5", "integer"),
+            ("REDIS_URL", "http://example.com", "unsupported scheme"),
+            ("REDIS_URL", "redis://", "host"),
+            ("REDIS_TLS", "maybe", "true or false"),
+            ("SESSION_BACKEND", "mongo", "redis, sql or memory"),
+            ("LOG_FORMAT", "xml", "json or text"),
+            ("ADMIN_TOKEN", "short", "at least 16"),
+            ("PORT", "70000", "from 1 to 65535"),
+        ];
+        for (var, value, expect) in cases {
+            let err = from(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.to_string().contains(expect), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_errors_never_echo_the_password() {
+        let err = from(&[("REDIS_URL", "redis://u:hunter2hunter2@host:99999")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn sql_backend_requires_a_database_url() {
+        let err = from(&[("SESSION_BACKEND", "cloudsql")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        let ok = from(&[
+            ("SESSION_BACKEND", "cloudsql"),
+            ("DATABASE_URL", "postgres://x"),
+        ])
+        .unwrap();
+        assert_eq!(ok.stores.session_backend, Backend::Sql);
+        assert!(!format!("{ok:?}").contains("postgres://x"));
+    }
+
+    #[test]
+    fn several_urls_mean_cluster() {
+        let c = from(&[("REDIS_URL", "redis://a:7000,redis://b:7001")]).unwrap();
+        assert!(c.redis.cluster);
+        assert_eq!(c.redis.urls.len(), 2);
+        let err = from(&[
+            ("REDIS_URL", "redis://a:7000,redis://b:7001"),
+            ("REDIS_CLUSTER", "false"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+    }
+
+    #[test]
+    fn tls_settings_require_tls() {
+        let err = from(&[("REDIS_TLS_INSECURE", "true")]).unwrap_err();
+        assert_eq!(err.var, "REDIS_TLS_INSECURE");
+    }
+
+    #[test]
+    fn request_deadline_must_outlast_the_redis_deadline() {
+        let err = from(&[
+            ("REQUEST_TIMEOUT_MS", "500"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "800"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "REQUEST_TIMEOUT_MS");
+    }
+}

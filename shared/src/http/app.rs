@@ -1,0 +1,96 @@
+//! What a function's `main` needs: the validated configuration and the Redis
+//! client, built once per process, and the two calls that start and serve it.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::serve::serve_router;
+use crate::config::{Config, ConfigError, Env, RedisConfig};
+use crate::redis::{HealthCheck, RedisClient};
+use crate::telemetry::{self, MetricsReporter};
+
+/// The per-process state every function shares: configuration and the Redis
+/// client. Cloning is cheap; clones share the client and its connections.
+#[derive(Debug, Clone)]
+pub struct AppContext {
+    /// The validated settings.
+    pub config: Arc<Config>,
+    /// The shared Redis client (connects on first use).
+    pub redis: RedisClient,
+    /// The `/redis-health` probe of that client.
+    pub health: HealthCheck,
+    /// Writes the metrics line the alerts read (see [`telemetry`]).
+    pub metrics: MetricsReporter,
+}
+
+impl AppContext {
+    /// Builds the context from validated settings. Nothing connects yet.
+    ///
+    /// # Errors
+    /// When the Redis settings cannot make a client (an unreadable CA file),
+    /// or `METRICS_INTERVAL_SECS` is invalid.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let redis = RedisClient::new(config.redis.clone())?;
+        let metrics = MetricsReporter::from_env(redis.clone(), &Env::from_process())?;
+        Ok(Self {
+            config: Arc::new(config),
+            health: HealthCheck::new(redis.clone()),
+            redis,
+            metrics,
+        })
+    }
+
+    /// A context with default settings except for Redis: for tests and tools.
+    ///
+    /// # Errors
+    /// As [`AppContext::new`].
+    pub fn with_redis(redis: RedisConfig) -> Result<Self, ConfigError> {
+        let mut config = Config::from_lookup(|_| None)?;
+        config.redis = redis;
+        Self::new(config)
+    }
+}
+
+/// Reads the configuration, installs logging and builds the context. On a
+/// configuration error prints one line naming the variable and returns the
+/// exit code to end the process with.
+///
+/// # Errors
+/// The exit code (2) for an invalid configuration.
+pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
+    let fail = |err: ConfigError| {
+        // Logging is not set up yet (its settings may be what failed).
+        let _ = writeln!(std::io::stderr(), "{service}: configuration error: {err}");
+        ExitCode::from(2)
+    };
+    let config = Config::from_env().map_err(fail)?;
+    telemetry::init(service, &config);
+    let ctx = AppContext::new(config).map_err(fail)?;
+    tracing::info!(
+        redis = %ctx.redis.config().redacted_url(),
+        pool_size = ctx.config.redis.max_connections,
+        cluster = ctx.config.redis.cluster,
+        "{service} starting"
+    );
+    Ok(ctx)
+}
+
+/// Serves `app` (see [`serve_router`]) and turns the outcome into an exit code.
+/// The metrics line is written on a timer meanwhile, and once more when
+/// serving stops, so the last interval's counts are not lost.
+pub async fn serve(app: Router, ctx: &AppContext) -> ExitCode {
+    let timer = ctx.metrics.spawn_timer();
+    let outcome = serve_router(app, ctx.config.http.port).await;
+    timer.abort();
+    ctx.metrics.flush();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "stopped serving");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! HTTP glue: one axum `Router` served on AWS Lambda or as a plain server.
+//!
+//! The top of the crate: it uses every other subsystem and nothing uses it.
+//!
+//! # Layout
+//!
+//! - [`app`]: [`AppContext`] (configuration, Redis client, health probe,
+//!   metrics reporter) and the [`start`] / [`serve`] pair a function's `main` calls.
+//! - [`routes`]: [`finish`], the routes and layers every function has.
+//! - [`serve`](mod@serve): [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests, [`for_lambda`].
+//! - [`error`]: [`ApiError`], the one error shape, and the conversion of every building block's error.
+//! - [`extract`]: [`Json`], [`PathParams`], [`QueryParams`]: extractors whose errors never quote the input.
+//! - [`admin`]: [`admin_only`], bearer-token guard of admin routes.
+
+pub mod admin;
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod serve;
+
+pub use admin::admin_only;
+pub use app::{AppContext, serve, start};
+pub use error::ApiError;
+pub use extract::{Json, PathParams, QueryParams, parse_json};
+pub use routes::{REQUEST_ID_HEADER, finish};
+pub use serve::{ServeError, for_lambda, serve_on, serve_router, shutdown_signal};

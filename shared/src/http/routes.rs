@@ -1,0 +1,197 @@
+//! What every function has: `GET /redis-health`, `GET /healthz`, JSON
+//! `404`/`405`, the request-body limit, a request id and tracing span around
+//! every request, the request deadline, the metrics of every response, and a
+//! `500` for a panicking handler.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+
+use super::app::AppContext;
+use super::error::{ApiError, ErrorMarker};
+use crate::contract as names;
+use crate::redis::ErrorKind;
+use crate::telemetry::MetricsReporter;
+
+/// The header that carries the request id in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Adds the common routes and layers to a function's routes (see the module
+/// documentation). The result is what [`serve`] runs and what tests call with
+/// `tower::ServiceExt::oneshot`.
+pub fn finish(routes: Router, ctx: &AppContext) -> Router {
+    let common = Router::new()
+        .route(names::HEALTH_PATH, get(redis_health))
+        .route(names::LIVENESS_PATH, get(healthz))
+        .with_state(ctx.clone());
+    routes
+        .merge(common)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
+        ))
+        .layer(middleware::from_fn_with_state(
+            ctx.config.http.request_timeout,
+            request_context,
+        ))
+        .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            ctx.metrics.clone(),
+            report_metrics,
+        ))
+}
+
+/// Counts every response and writes the metrics line when its interval is
+/// over: the request path is the one place sure to run on Lambda, where the
+/// process is frozen between invocations. Outside the request span, so the
+/// line does not carry one request's id.
+async fn report_metrics(
+    State(reporter): State<MetricsReporter>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    reporter.record_response(response.status().as_u16());
+    reporter.flush_if_due();
+    response
+}
+
+async fn redis_health(State(ctx): State<AppContext>) -> Response {
+    let report = ctx.health.check().await;
+    let status = if report.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = (status, axum::Json(&report)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(kind) = report.error_type {
+        response.extensions_mut().insert(ErrorMarker {
+            code: "redis_unhealthy",
+            kind: Some(kind),
+        });
+    }
+    response
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// A request id: the caller's `x-request-id` when it is a plausible id,
+/// the Lambda request id, or a fresh one.
+fn request_id(req: &Request) -> String {
+    if let Some(id) = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+    {
+        return id.to_owned();
+    }
+    if let Some(ctx) = req.extensions().get::<lambda_http::Context>() {
+        return ctx.request_id.clone();
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let n = COUNTER.fetch_add(1, Relaxed);
+    format!("{:016x}", SEED.get_or_init(Default::default).hash_one(n))
+}
+
+/// The Cloud Trace resource name for Cloud Logging, from Cloud Run's header.
+fn cloud_trace(req: &Request) -> Option<String> {
+    static PROJECT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let project = PROJECT
+        .get_or_init(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok())
+        .as_deref()?;
+    let header = req.headers().get("x-cloud-trace-context")?.to_str().ok()?;
+    let trace_id = header.split('/').next()?;
+    trace_id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| format!("projects/{project}/traces/{trace_id}"))
+}
+
+/// Request id, span, deadline and the one log line of a failed request.
+async fn request_context(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    // The route template, never the raw path: paths carry tenant and record ids.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        trace = tracing::field::Empty,
+    );
+    if let Some(trace) = cloud_trace(&req) {
+        span.record("trace", trace.as_str());
+    }
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(deadline, next.run(req))
+        .instrument(span.clone())
+        .await;
+    let mut response = outcome.unwrap_or_else(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded",
+            format!(
+                "the request did not finish within {} ms",
+                deadline.as_millis()
+            ),
+        )
+        .with_retry_after(Duration::from_secs(1))
+        .into_response()
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let marker = response.extensions().get::<ErrorMarker>().copied();
+    let _entered = span.enter();
+    let code = marker.map_or("", |m| m.code);
+    let kind = marker.and_then(|m| m.kind).map_or("", ErrorKind::as_str);
+    if status >= 500 {
+        tracing::warn!(
+            status,
+            latency_ms,
+            error.code = code,
+            error.kind = kind,
+            "request failed"
+        );
+    } else if status >= 400 {
+        tracing::info!(status, latency_ms, error.code = code, "request rejected");
+    } else {
+        tracing::debug!(status, latency_ms, "request served");
+    }
+    response
+}

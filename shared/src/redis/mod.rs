@@ -1,0 +1,33 @@
+//! The Redis client and what watches it: the lazily connecting, multiplexed
+//! [`RedisClient`] with one deadline per round trip, write batching, the
+//! circuit breaker, error classification, the client's counters, the
+//! `/redis-health` probe and diagnostics.
+//!
+//! Above `config` and `telemetry`, below `blocks`, `store` and `http`.
+//!
+//! # Layout
+//!
+//! - [`client`]: [`RedisClient`] and [`RedisConn`]: connections, deadlines, half-open replacement.
+//! - `batch`: write batching of concurrent single commands on one multiplexed connection.
+//! - [`breaker`]: the circuit breaker that fails fast while Redis is down.
+//! - [`error`]: [`RedisFailure`] and its kinds, classified by method.
+//! - [`metrics`]: operation and error counters, rolling latency percentiles.
+//! - [`health`]: [`HealthCheck`], the `/redis-health` probe.
+//! - [`info`]: `INFO` parsing and the server's figures.
+//! - [`probe`]: a bounded live `PING` probe.
+//! - [`diagnostics`]: [`diagnostics::RedisReport`], figures, client state and probe in one report.
+
+mod batch;
+pub mod breaker;
+pub mod client;
+pub mod diagnostics;
+pub mod error;
+pub mod health;
+pub mod info;
+pub mod metrics;
+pub mod probe;
+
+pub use breaker::{CircuitSnapshot, CircuitState};
+pub use client::{PoolSnapshot, RedisClient, RedisConn};
+pub use error::{ErrorKind, RedisFailure};
+pub use health::{HealthCheck, HealthReport};

@@ -1,0 +1,203 @@
+//! Agent memory: what was said in past sessions, searchable by word, behind
+//! one trait ([`MemoryStore`]) with three backends chosen by `MEMORY_BACKEND`
+//! (`redis`, `sql`, `memory`). (Named `memory_store` so that it is not taken
+//! for the process's memory.)
+//!
+//! # Semantics (every backend)
+//!
+//! - [`MemoryStore::add_session`] remembers every event of a session that has
+//!   text content, one entry per event, keyed by (session id, event id):
+//!   adding the same session again (after more turns) updates its entries
+//!   instead of duplicating them.
+//! - [`MemoryStore::search`] returns the entries of one (app, user) that
+//!   contain at least one word of the query (words: runs of letters and
+//!   digits, compared lowercased), newest first, at most `limit`.
+//! - Entries expire `REDIS_MEMORY_TTL_DAYS` after their event's timestamp: a
+//!   search never returns an older one. Removing them is bounded work: each
+//!   `add_session` deletes at most [`CLEANUP_BATCH`] expired entries (per
+//!   index), so no call pays for a backlog.
+
+mod in_memory;
+mod redis;
+mod sql;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use self::in_memory::MemoryMemoryStore;
+pub use self::redis::RedisMemoryStore;
+pub use self::sql::SqlMemoryStore;
+use crate::config::{Backend, StoreConfig};
+use crate::redis::RedisClient;
+pub use crate::store::error::StoreError;
+use crate::store::session::{Session, UserKey, validate_id};
+use crate::store::sql::SqlDatabase;
+
+/// Most expired entries one `add_session` removes (per index).
+pub const CLEANUP_BATCH: usize = 100;
+/// Largest `limit` of a search.
+pub const MAX_LIMIT: usize = 100;
+/// Longest indexed word, in bytes; longer runs are not indexed.
+pub const MAX_WORD_BYTES: usize = 64;
+/// Most distinct words indexed per entry.
+pub const MAX_WORDS_PER_ENTRY: usize = 200;
+/// Most distinct words of a query that are looked up.
+pub const MAX_QUERY_WORDS: usize = 16;
+
+/// One remembered event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryEntry {
+    /// The session it came from.
+    pub session_id: String,
+    /// The event it came from.
+    pub event_id: String,
+    /// Who said it.
+    pub author: String,
+    /// When (seconds since the Unix epoch).
+    pub timestamp: f64,
+    /// The event's text.
+    pub text: String,
+}
+
+/// A memory store. Object safe: functions hold an `Arc<dyn MemoryStore>`
+/// chosen at start by `MEMORY_BACKEND` (see [`open`]).
+#[async_trait]
+pub trait MemoryStore: Send + Sync + std::fmt::Debug {
+    /// `redis`, `sql` or `memory`.
+    fn backend(&self) -> &'static str;
+
+    /// Remembers the text events of `session`; returns how many entries it wrote.
+    ///
+    /// # Errors
+    /// `Invalid` ids; an unavailable or failing backend.
+    async fn add_session(&self, session: &Session) -> Result<usize, StoreError>;
+
+    /// The newest entries of `user` matching a word of `query` (at most `limit`).
+    ///
+    /// # Errors
+    /// `Invalid` when `limit` is 0 or over [`MAX_LIMIT`]; an unavailable or
+    /// failing backend.
+    async fn search(
+        &self,
+        user: &UserKey,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MemoryEntry>, StoreError>;
+}
+
+/// The memory store `config.memory_backend` names. `sql` needs `database`
+/// (migrated by the caller).
+///
+/// # Errors
+/// [`StoreError::Invalid`] (field `DATABASE_URL`) when the backend is `sql`
+/// and no database is given.
+pub fn open(
+    config: &StoreConfig,
+    redis: &RedisClient,
+    database: Option<&SqlDatabase>,
+) -> Result<Arc<dyn MemoryStore>, StoreError> {
+    let ttl = Duration::from_secs(u64::from(config.memory_ttl_days) * 86_400);
+    Ok(match config.memory_backend {
+        Backend::Sql => match database {
+            Some(db) => Arc::new(SqlMemoryStore::new(db.clone(), ttl)),
+            None => {
+                return Err(StoreError::invalid(
+                    "DATABASE_URL",
+                    "is required when MEMORY_BACKEND is sql",
+                ));
+            }
+        },
+        Backend::Memory => Arc::new(MemoryMemoryStore::new(ttl)),
+        Backend::Redis => Arc::new(RedisMemoryStore::new(redis.clone(), ttl)),
+    })
+}
+
+/// The distinct lowercased words of `text` (runs of letters and digits of at
+/// most [`MAX_WORD_BYTES`] bytes), at most `max`, in order of appearance.
+pub fn words(text: &str, max: usize) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for raw in text.split(|c: char| !c.is_alphanumeric()) {
+        if raw.is_empty() {
+            continue;
+        }
+        let word = raw.to_lowercase();
+        if word.len() > MAX_WORD_BYTES || !seen.insert(word.clone()) {
+            continue;
+        }
+        out.push(word);
+        if out.len() == max {
+            break;
+        }
+    }
+    out
+}
+
+/// The entries a session contributes: its events with text.
+pub(crate) fn entries_of(session: &Session) -> Result<(UserKey, Vec<MemoryEntry>), StoreError> {
+    let user = UserKey::new(&session.app_name, &session.user_id)?;
+    validate_id("session_id", &session.id)?;
+    let mut entries = Vec::new();
+    for event in &session.events {
+        let text = event.text_content();
+        if text.trim().is_empty() || event.partial {
+            continue;
+        }
+        validate_id("event.id", &event.id)?;
+        if event.author.len() > crate::store::session::MAX_ID_BYTES {
+            return Err(StoreError::invalid("event.author", "too long"));
+        }
+        entries.push(MemoryEntry {
+            session_id: session.id.clone(),
+            event_id: event.id.clone(),
+            author: event.author.clone(),
+            timestamp: event.timestamp,
+            text,
+        });
+    }
+    Ok((user, entries))
+}
+
+/// Checks a search's limit.
+/// The words a search looks for, after checking its limit; empty when the
+/// query has none (the search then finds nothing).
+pub(crate) fn search_words(query: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    check_limit(limit)?;
+    Ok(words(query, MAX_QUERY_WORDS))
+}
+
+pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(StoreError::invalid(
+            "limit",
+            format!("must be from 1 to {MAX_LIMIT}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `entry` holds one of `query_words`.
+pub(crate) fn matches(entry: &MemoryEntry, query_words: &[String]) -> bool {
+    let entry_words = words(&entry.text, usize::MAX);
+    query_words.iter().any(|w| entry_words.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_lowercased_distinct_and_bounded() {
+        assert_eq!(
+            words("Tours em PARIS, tours: São-Paulo!", 10),
+            vec!["tours", "em", "paris", "são", "paulo"]
+        );
+        assert_eq!(words("a b c", 2), vec!["a", "b"]);
+        assert!(words(&"x".repeat(MAX_WORD_BYTES + 1), 5).is_empty());
+        assert!(words(":*{}", 5).is_empty());
+    }
+}

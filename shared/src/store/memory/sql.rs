@@ -1,0 +1,174 @@
+//! The `sql` memory backend (PostgreSQL or MySQL / MariaDB).
+//!
+//! # Schema (`shared/migrations/<dialect>/0002_memory.sql`)
+//!
+//! ```text
+//! memory_entries  id PK; app_name, user_id, session_id, event_id, author, ts, text
+//!                 indexes (app_name, user_id, session_id), (app_name, user_id, ts)
+//! memory_words    (app_name, user_id, word, entry_id) PK; ts; entry_id -> memory_entries ON DELETE CASCADE
+//! ```
+//!
+//! `add_session` is one transaction: delete at most [`CLEANUP_BATCH`]
+//! expired entries of the user (their words go by cascade), delete the
+//! session's previous entries, insert its entries and their words. A search
+//! joins the query words to their entries, newer than the cutoff, newest
+//! first, limited.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{
+    CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of,
+    search_words, words,
+};
+use crate::store::session::{Session, UserKey, now};
+use crate::store::sql::{Dialect, SqlDatabase, built};
+
+/// Memory in PostgreSQL or MySQL. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct SqlMemoryStore {
+    db: SqlDatabase,
+    ttl: Duration,
+}
+
+impl SqlMemoryStore {
+    /// A store on `db` (migrated) whose entries expire `ttl` after their timestamp.
+    pub fn new(db: SqlDatabase, ttl: Duration) -> Self {
+        Self { db, ttl }
+    }
+
+    fn cutoff(&self) -> f64 {
+        now() - self.ttl.as_secs_f64()
+    }
+}
+
+#[async_trait]
+impl MemoryStore for SqlMemoryStore {
+    fn backend(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn add_session(&self, session: &Session) -> Result<usize, StoreError> {
+        let (user, entries) = entries_of(session)?;
+        let d = self.db.dialect();
+        let cutoff = self.cutoff();
+        let mut tx = self.db.pool().begin().await?;
+        let cleanup = match d {
+            Dialect::Postgres => format!(
+                "DELETE FROM memory_entries WHERE id IN (SELECT id FROM memory_entries \
+                 WHERE app_name = $1 AND user_id = $2 AND ts < $3 ORDER BY ts LIMIT {CLEANUP_BATCH})"
+            ),
+            Dialect::MySql => format!(
+                "DELETE FROM memory_entries WHERE app_name = ? AND user_id = ? AND ts < ? \
+                 ORDER BY ts LIMIT {CLEANUP_BATCH}"
+            ),
+        };
+        sqlx::query(built(cleanup))
+            .bind(user.app())
+            .bind(user.user())
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(d.pick(
+            "DELETE FROM memory_entries WHERE app_name = $1 AND user_id = $2 AND session_id = $3",
+            "DELETE FROM memory_entries WHERE app_name = ? AND user_id = ? AND session_id = ?",
+        ))
+        .bind(user.app())
+        .bind(user.user())
+        .bind(&session.id)
+        .execute(&mut *tx)
+        .await?;
+        let mut written = 0;
+        for entry in entries.iter().filter(|e| e.timestamp >= cutoff) {
+            let insert = sqlx::query(d.pick(
+                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(user.app())
+            .bind(user.user())
+            .bind(&entry.session_id)
+            .bind(&entry.event_id)
+            .bind(&entry.author)
+            .bind(entry.timestamp)
+            .bind(&entry.text);
+            let id: i64 = match d {
+                Dialect::Postgres => insert.fetch_one(&mut *tx).await?.try_get(0)?,
+                Dialect::MySql => {
+                    let done = insert.execute(&mut *tx).await?;
+                    done.last_insert_id().ok_or_else(|| {
+                        StoreError::failed("sql", "the database gave no id for a memory entry")
+                    })?
+                }
+            };
+            let entry_words = words(&entry.text, MAX_WORDS_PER_ENTRY);
+            if !entry_words.is_empty() {
+                let rows = (0..entry_words.len())
+                    .map(|i| format!("({})", d.placeholders(5 * i + 1, 5)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut q = sqlx::query(built(format!(
+                    "INSERT INTO memory_words (app_name, user_id, word, ts, entry_id) VALUES {rows}"
+                )));
+                for w in &entry_words {
+                    q = q
+                        .bind(user.app())
+                        .bind(user.user())
+                        .bind(w)
+                        .bind(entry.timestamp)
+                        .bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            written += 1;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn search(
+        &self,
+        user: &UserKey,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MemoryEntry>, StoreError> {
+        let query_words = search_words(query, limit)?;
+        if query_words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = self.db.dialect();
+        let sql = format!(
+            "SELECT e.session_id, e.event_id, e.author, e.ts, e.text FROM memory_entries e \
+             WHERE e.id IN (SELECT w.entry_id FROM memory_words w \
+             WHERE w.app_name = {} AND w.user_id = {} AND w.ts >= {} AND w.word IN ({})) \
+             ORDER BY e.ts DESC, e.id DESC LIMIT {limit}",
+            d.placeholder(1),
+            d.placeholder(2),
+            d.placeholder(3),
+            d.placeholders(4, query_words.len()),
+        );
+        let mut q = sqlx::query(built(sql))
+            .bind(user.app())
+            .bind(user.user())
+            .bind(self.cutoff());
+        for w in &query_words {
+            q = q.bind(w);
+        }
+        let rows = q.fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MemoryEntry {
+                    session_id: r.try_get(0)?,
+                    event_id: r.try_get(1)?,
+                    author: r.try_get(2)?,
+                    timestamp: r.try_get(3)?,
+                    text: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
