@@ -19,24 +19,28 @@ setup: ## Install what the tests need on a fresh machine (redis-server, postgres
 # The building blocks' suites again, on a local Redis Cluster of three primaries.
 CLUSTER_SUITES := binary(blocks) | binary(cache) | (binary(sessions) & (test(/::redis::/) | test(/^redis_keys::/) | test(/^faults::redis/)))
 
-test: ## Run the tests (NAME=<crate> for one crate), against real redis-server processes
-ifeq ($(NEXTEST),yes)
-	cargo nextest run $(CRATE_ARGS) --no-fail-fast
-	cargo test $(CRATE_ARGS) --doc
-ifeq ($(filter-out shared,$(NAME)),)
-	TEST_REDIS_TOPOLOGY=cluster cargo nextest run -p shared --no-fail-fast -E '$(CLUSTER_SUITES)'
-endif
-else
-	@echo "cargo-nextest not found (make setup installs it); using cargo test"
-	cargo test $(CRATE_ARGS) --no-fail-fast
-endif
+test: ## Run the tests (NAME=<crate> for one crate), against real redis-server processes; installs what it lacks first
+	@scripts/setup.sh test
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		set -e; \
+		cargo nextest run $(CRATE_ARGS) --no-fail-fast; \
+		cargo test $(CRATE_ARGS) --doc; \
+		if [ -z "$(filter-out shared,$(NAME))" ]; then \
+			TEST_REDIS_TOPOLOGY=cluster cargo nextest run -p shared --no-fail-fast -E '$(CLUSTER_SUITES)'; \
+		fi; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		cargo test $(CRATE_ARGS) --no-fail-fast; \
+	fi
 
-run: ## Run a function locally: make run NAME=tebra_debug (uses REDIS_URL, else local Redis, else a throwaway one)
+run: ## Run a function locally: make run NAME=tebra_debug (uses REDIS_URL, else local Redis, else a throwaway one); installs redis-server if needed
+	@scripts/setup.sh run
 	@scripts/run.sh "$(NAME)"
 
-lint: check-debug-code ## cargo fmt --check, clippy -D warnings, no debug code
+lint: check-debug-code ## cargo fmt --check, clippy -D warnings, rustdoc -D warnings, no debug code
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs on a fresh Debian/Ubuntu machine. Safe to
-# run again: each step is skipped when its tool is already there.
+# Installs what the project's commands need on a fresh Debian/Ubuntu machine.
+# Safe and quick to run again: each step is a check of its tool, skipped when
+# the tool is there.
+#
+#   scripts/setup.sh          everything (make setup): the test needs, pre-commit, the ops tools
+#   scripts/setup.sh test     what `make test` needs (make test runs this first)
+#   scripts/setup.sh run      what `make run` needs (make run runs this first)
 set -euo pipefail
+
+want="${1:-all}"
+case "$want" in all | test | run) ;; *)
+  echo "usage: scripts/setup.sh [all|test|run]" >&2
+  exit 2
+  ;;
+esac
 
 PRE_COMMIT_VERSION=4.7.0
 NEXTEST_VERSION=0.9.143
@@ -29,6 +41,10 @@ else
   apt_install redis-server
   # The tests start their own servers; the packaged service is not needed.
   sudo_if_needed systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+if [ "$want" = run ]; then
+  exit 0
 fi
 
 # The tebra_debug dashboard test drives a real headless Chromium through
@@ -61,6 +77,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   say "installing cargo-nextest $NEXTEST_VERSION"
   cargo install --locked --quiet cargo-nextest --version "$NEXTEST_VERSION"
+fi
+
+if [ "$want" = test ]; then
+  exit 0
 fi
 
 if command -v pre-commit >/dev/null && pre-commit --version | grep -q "$PRE_COMMIT_VERSION"; then

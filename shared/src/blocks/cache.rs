@@ -26,12 +26,15 @@
 //! (waiters polling for a value being computed add misses).
 //!
 //! The lock is released with a plain `DEL` rather than a compare-and-delete
-//! script (whose `GET` would count a keyspace hit on every miss). That is
-//! safe because the `DEL` is only sent while the lock's lease certainly has
-//! not expired (the time since `SET NX` was sent plus the round trip's
-//! deadline is under the lease): until then no one else can hold the lock.
-//! Past that the lock is left to expire. The lock is advisory anyway: losing
-//! it costs one extra computation, never a wrong value.
+//! script (whose `GET` would count a keyspace hit on every miss). The `DEL`
+//! is only sent while, by this process's clock, the lease has not run out
+//! (the time since `SET NX` was sent plus the round trip's deadline is under
+//! the lease); past that the lock is left to expire. That makes deleting a
+//! later holder's lock unlikely, not impossible: a `DEL` held up longer than
+//! its deadline (a paused server, a frozen process, a slow network) can
+//! still arrive after the lease ended and another caller took the lock. The
+//! lock is advisory, so the cost is bounded: one extra computation of the
+//! value, never a wrong value (every holder stores what it computed itself).
 //!
 //! # When Redis fails
 //!
@@ -257,8 +260,9 @@ impl Cache {
             Err(failure) => return self.bypass(compute, failure).await,
         }
         let computed = compute().await;
-        // Released only while the lease certainly still runs (see the module
-        // documentation); the value is stored only when the computation worked.
+        // Released only while, by our clock, the lease still runs (see the
+        // module documentation); the value is stored only when the
+        // computation worked.
         let release = lock_deadline.and_then(|deadline| {
             (lock_sent.elapsed() + deadline < self.lock_lease).then_some(lock_key.as_str())
         });

@@ -9,12 +9,13 @@
 //! on field order.
 //!
 //! [`content_hash`] is the SHA-256 of that text, in lower-case hex.
-//! [`redacted_id`] is a short hash of an id for log lines, where the id
-//! itself may be patient data.
 //!
-//! Numbers keep their JSON spelling as parsed: `1` and `1.0` are different
-//! documents (a source system that changes one into the other did change
-//! the record's text).
+//! Numbers are written as `serde_json` writes the value it parsed, not as
+//! they were spelt: an integer stays an integer and every other number
+//! becomes the shortest text that reads back as the same `f64`. So `1` and
+//! `1.0` are different documents (an integer and a float), while `1.50`,
+//! `1.5` and `15e-1` are the same one, and a float beyond `f64` precision is
+//! rounded before it is hashed.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -75,15 +76,6 @@ pub fn content_hash(value: &Value) -> String {
     sha256_hex(canonical_json(value).as_bytes())
 }
 
-/// A short, stable stand-in for an id in log lines: the first 12 hex digits
-/// of its SHA-256, prefixed `h:`. Lets an engineer correlate lines about the
-/// same record without the id (which may identify a patient) being logged.
-pub fn redacted_id(id: &str) -> String {
-    let mut hashed = sha256_hex(id.as_bytes());
-    hashed.truncate(12);
-    format!("h:{hashed}")
-}
-
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -132,6 +124,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_as_parsed_values_not_as_spelt() {
+        let parse = |text: &str| canonical_json(&serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(parse("1.50"), parse("1.5"));
+        assert_eq!(parse("15e-1"), parse("1.5"));
+        assert_ne!(parse("1"), parse("1.0"));
+        assert_eq!(parse("[1, 1.0]"), "[1,1.0]");
+    }
+
+    #[test]
     fn strings_are_escaped_so_documents_cannot_collide() {
         let a = json!({"a": "x\",\"b\":\"y"});
         let b = json!({"a": "x", "b": "y"});
@@ -145,8 +146,5 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(redacted_id("patient-1"), redacted_id("patient-1"));
-        assert!(!redacted_id("patient-1").contains("patient"));
-        assert_eq!(redacted_id("x").len(), 14);
     }
 }

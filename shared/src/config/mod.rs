@@ -11,9 +11,9 @@
 //!
 //! # Layout
 //!
-//! - [`env`]: [`Env`], the typed environment reader, and [`ConfigError`].
-//! - [`secret`]: [`Secret`], a value that is never printed.
-//! - [`redis`]: [`RedisConfig`], how to reach Redis.
+//! - `env`: [`Env`], the typed environment reader, and [`ConfigError`].
+//! - `secret`: [`Secret`], a value that is never printed.
+//! - `redis`: [`RedisConfig`], how to reach Redis.
 //! - this file: [`Config`] (everything a function reads), the HTTP and store
 //!   settings, and where the process runs ([`on_lambda`]).
 
@@ -101,7 +101,7 @@ pub struct StoreConfig {
 
 /// Whether this process runs inside AWS Lambda: the Lambda Runtime API's
 /// address is set (`AWS_LAMBDA_RUNTIME_API`), as Lambda sets it for every
-/// runtime. Decides how [`crate::serve`] runs and the metrics interval.
+/// runtime. Decides how [`crate::serve()`] runs and the metrics interval.
 pub fn on_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }

@@ -66,7 +66,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1;
 
 impl RedisConfig {
     /// Settings for a local Redis at `url`, with every other value at its
-    /// default. Used by tests and tools; functions use [`Config::from_env`].
+    /// default. Used by tests and tools; functions use [`Config::from_env`](super::Config::from_env).
     ///
     /// # Errors
     /// When `url` is not a usable `redis://` or `rediss://` URL.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use super::serve::serve_router;
+use super::server::serve_router;
 use crate::config::{Config, ConfigError, Env, RedisConfig};
 use crate::redis::{HealthCheck, RedisClient};
 use crate::telemetry::{self, MetricsReporter};

@@ -1,5 +1,5 @@
 //! Extractors whose rejections are [`ApiError`]s in the one error shape and
-//! never quote the caller's input: [`Json`] (the body, with [`parse_json`]),
+//! never quote the caller's input: [`Json`] (the body),
 //! [`PathParams`] and [`QueryParams`].
 
 use axum::body::Bytes;
@@ -62,7 +62,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 ///
 /// # Errors
 /// `400` naming the position (syntax) or the field path (shape) of the problem.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let syntax = |inner: &serde_json::Error| {
         ApiError::bad_request(
             "invalid_json",

@@ -5,9 +5,9 @@
 //! # Layout
 //!
 //! - [`app`]: [`AppContext`] (configuration, Redis client, health probe,
-//!   metrics reporter) and the [`start`] / [`serve`] pair a function's `main` calls.
+//!   metrics reporter) and the [`start`] / [`serve()`] pair a function's `main` calls.
 //! - [`routes`]: [`finish`], the routes and layers every function has.
-//! - [`serve`](mod@serve): [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests, [`for_lambda`].
+//! - [`server`]: [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests, [`for_lambda`].
 //! - [`error`]: [`ApiError`], the one error shape, and the conversion of every building block's error.
 //! - [`extract`]: [`Json`], [`PathParams`], [`QueryParams`]: extractors whose errors never quote the input.
 //! - [`admin`]: [`admin_only`], bearer-token guard of admin routes.
@@ -17,11 +17,11 @@ pub mod app;
 pub mod error;
 pub mod extract;
 pub mod routes;
-pub mod serve;
+pub mod server;
 
 pub use admin::admin_only;
 pub use app::{AppContext, serve, start};
 pub use error::ApiError;
-pub use extract::{Json, PathParams, QueryParams, parse_json};
+pub use extract::{Json, PathParams, QueryParams};
 pub use routes::{REQUEST_ID_HEADER, finish};
-pub use serve::{ServeError, for_lambda, serve_on, serve_router, shutdown_signal};
+pub use server::{ServeError, for_lambda, serve_on, serve_router};

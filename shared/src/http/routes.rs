@@ -26,7 +26,7 @@ use crate::telemetry::MetricsReporter;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Adds the common routes and layers to a function's routes (see the module
-/// documentation). The result is what [`serve`] runs and what tests call with
+/// documentation). The result is what [`crate::serve()`] runs and what tests call with
 /// `tower::ServiceExt::oneshot`.
 pub fn finish(routes: Router, ctx: &AppContext) -> Router {
     let common = Router::new()
@@ -44,7 +44,10 @@ pub fn finish(routes: Router, ctx: &AppContext) -> Router {
             )
         })
         .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("the request's handler panicked; it was answered 500");
+                ApiError::internal().into_response()
+            },
         ))
         .layer(middleware::from_fn_with_state(
             ctx.config.http.request_timeout,

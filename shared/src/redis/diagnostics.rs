@@ -127,7 +127,7 @@ impl RedisReport {
 }
 
 /// Milliseconds since the Unix epoch: the timestamp of a metrics sample.
-pub fn unix_millis() -> u64 {
+fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

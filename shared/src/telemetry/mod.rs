@@ -48,8 +48,8 @@ use crate::config::{Config, LogFormat};
 use crate::contract as names;
 use json::{JsonLine, SpanFields};
 pub use reporter::{
-    DEFAULT_INTERVAL_LAMBDA, DEFAULT_INTERVAL_SERVER, ERROR_INTERVAL, HttpCounts, INTERVAL_VAR,
-    IntervalPolicy, IntervalSource, IntervalSummary, MetricsReporter, metrics_document,
+    DEFAULT_INTERVAL_LAMBDA, DEFAULT_INTERVAL_SERVER, ERROR_INTERVAL, INTERVAL_VAR, IntervalPolicy,
+    IntervalSource, IntervalSummary, MetricsReporter,
 };
 
 /// Installs the global logger for a function. Call once, first thing in
@@ -144,14 +144,21 @@ where
     }
 }
 
-/// Logs panics as one error line. The payload is left out: a panic message
-/// can quote the data being processed.
+/// Logs every panic as one error line, wherever it happens (a handler, a
+/// background task, start-up). The payload is left out: a panic message can
+/// quote the data being processed. What became of the request, if any, is
+/// logged where that is known (a handler's panic: `http::routes`).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        tracing::error!(panic.location = %location, "a handler panicked; the request was answered 500");
+        let thread = std::thread::current();
+        tracing::error!(
+            panic.location = %location,
+            panic.thread = thread.name().unwrap_or("unnamed"),
+            "panicked"
+        );
     }));
 }

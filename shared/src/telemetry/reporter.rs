@@ -28,7 +28,7 @@ pub const ERROR_INTERVAL: Duration = Duration::from_secs(5);
 
 /// HTTP responses counted by [`MetricsReporter::record_response`] in one interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HttpCounts {
+pub(crate) struct HttpCounts {
     /// Responses of any status.
     pub requests: u64,
     /// Responses with a 5xx status.
@@ -105,7 +105,7 @@ pub trait IntervalSource: fmt::Debug + Send + Sync + 'static {
 ///   while it serves, so the request path is the one place that surely runs;
 /// - by a timer ([`Self::spawn_timer`]) so an idle server still reports the
 ///   tail of its last interval;
-/// - at shutdown ([`Self::flush`], called by [`crate::serve`] after the
+/// - at shutdown ([`Self::flush`], called by [`crate::serve()`] after the
 ///   server drained, and on SIGTERM on Lambda).
 #[derive(Debug, Clone)]
 pub struct MetricsReporter {
@@ -257,7 +257,7 @@ async fn terminated_on_lambda() {
 /// Embedded Metric Format document that declares them as CloudWatch metrics
 /// in [`names::NAMESPACE`] with the dimension [`names::SERVICE`] (which the
 /// line format adds to every line).
-pub fn metrics_document(
+pub(crate) fn metrics_document(
     interval: &IntervalSummary,
     http: HttpCounts,
     now: SystemTime,

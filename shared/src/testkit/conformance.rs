@@ -114,7 +114,7 @@ pub async fn lambda_mode(bin: &str) {
     assert!(f.is_running());
 }
 
-/// The router, as [`crate::http::serve`] runs it on Lambda, answers
+/// The router, as [`crate::http::serve_router`] runs it on Lambda, answers
 /// `lambda_http` request fixtures (as `lambda_http::request::from_str`
 /// parses them) with the same JSON as a plain request.
 pub async fn lambda_fixtures(app: Router) {

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use super::free_port;
 
 /// A function binary running as a child process (server mode on a free
-/// `PORT`, or Lambda mode against a [`LambdaRuntimeApi`]), its output kept in
+/// `PORT`, or Lambda mode against a [`LambdaRuntimeApi`](super::LambdaRuntimeApi)), its output kept in
 /// a file. Killed when dropped.
 #[derive(Debug)]
 pub struct FunctionProcess {

@@ -124,7 +124,7 @@ impl Session {
     }
 }
 
-/// Options of [`SessionStore::get`].
+/// Options of [`SessionStore::get`](super::SessionStore::get).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GetSession {
     /// Keep only the last N events (after `after_timestamp`); `Some(0)`: none.
@@ -156,7 +156,7 @@ impl GetSession {
     }
 }
 
-/// What [`SessionStore::append_event`] did.
+/// What [`SessionStore::append_event`](super::SessionStore::append_event) did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Appended {
     /// The event's sequence number; `None` for a partial event (not stored).

@@ -96,7 +96,7 @@ pub async fn serve_on(
 }
 
 /// Completes on SIGTERM (Cloud Run, Kubernetes) or Ctrl-C.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
