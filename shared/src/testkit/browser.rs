@@ -1,14 +1,22 @@
 //! A real headless Chromium driven over the W3C WebDriver protocol
-//! (`chromedriver`, JSON over HTTP), for tests of pages a function serves.
+//! (`chromedriver`, through the `fantoccini` client), for tests of pages a
+//! function serves.
 //!
-//! Chromium runs with a fresh profile, no network services of its own and
-//! no sandbox (tests run as root in containers), so it works on a machine
-//! without internet.
+//! What `fantoccini` does not do is here: finding the binaries, starting
+//! `chromedriver` on a free port and waiting for it, the Chromium flags for a
+//! machine without internet, and ending both processes on drop. Chromium runs
+//! with a fresh profile, no network services of its own and no sandbox (tests
+//! run as root in containers).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 use super::free_port;
@@ -16,10 +24,26 @@ use super::free_port;
 const INSTALL_HINT: &str = "run `make setup` (it installs Debian's `chromium` and `chromium-driver` packages), \
      or point CHROMIUM_BIN and CHROMEDRIVER_BIN at the binaries";
 
-/// The W3C key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long one WebDriver command (a session's creation included) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The first of `names` found on `PATH`, or the file named by `env_var`.
+/// Chromium's flags: headless, no sandbox, and none of its own network
+/// services (updates, sync, metrics), so it starts on a machine without
+/// internet. The profile directory is added per session.
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+];
+
+/// The file named by `env_var`, or the first of `names` found on `PATH`.
 fn find_binary(env_var: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(env_var) {
         let path = PathBuf::from(path);
@@ -32,14 +56,74 @@ fn find_binary(env_var: &str, names: &[&str]) -> Option<PathBuf> {
 }
 
 /// `chromedriver` and a headless Chromium session. Dropping it ends both.
+///
+/// Every method panics with chromedriver's output when the command fails or
+/// takes more than 60 s; [`Browser::client`] gives the whole `fantoccini` API.
 #[derive(Debug)]
 pub struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-    _profile: tempfile::TempDir,
+    client: Client,
+    driver: Driver,
+}
+
+/// The `chromedriver` process, its output and Chromium's profile directory.
+/// Dropping it kills chromedriver's process group (Chromium with it), so a
+/// panic while the session is being created leaves no process behind.
+#[derive(Debug)]
+struct Driver {
+    child: Child,
     log: tempfile::NamedTempFile,
+    profile: tempfile::TempDir,
+}
+
+impl Driver {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        // The group is chromedriver's own (process_group(0)): it and the
+        // Chromium it started, nothing else.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls chromedriver's `/status` until it reports ready.
+///
+/// # Panics
+/// When chromedriver exits or is not ready within 30 s, with its output.
+async fn wait_for_driver(base: &str, driver: &mut Driver) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(status)) = driver.child.try_wait() {
+            panic!(
+                "chromedriver exited ({status}); its output:\n{}",
+                driver.log()
+            );
+        }
+        if let Ok(r) = http.get(format!("{base}/status")).send().await
+            && let Ok(body) = r.json::<Value>().await
+            && body["value"]["ready"] == true
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "chromedriver did not become ready within 30 s; its output:\n{}",
+        driver.log()
+    );
 }
 
 impl Browser {
@@ -48,7 +132,8 @@ impl Browser {
     ///
     /// # Panics
     /// When `chromium` or `chromedriver` is missing (with how to install
-    /// them), or when no session can be created within 30 s.
+    /// them), when chromedriver is not ready within 30 s, or when no session
+    /// can be created within 60 s.
     pub async fn start() -> Self {
         let chromium = find_binary(
             "CHROMIUM_BIN",
@@ -63,7 +148,7 @@ impl Browser {
             });
         let port = free_port();
         let log = tempfile::NamedTempFile::new().expect("a log file");
-        let driver = {
+        let child = {
             use std::os::unix::process::CommandExt;
             Command::new(&chromedriver)
                 .arg(format!("--port={port}"))
@@ -85,190 +170,120 @@ impl Browser {
             .prefix("chromium-profile-")
             .tempdir()
             .expect("a profile directory");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client");
-        let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Self {
-            driver,
-            base,
-            session: String::new(),
-            http,
-            _profile: profile,
+        let mut driver = Driver {
+            child,
             log,
+            profile,
         };
-        browser.wait_for_driver().await;
-        browser.session = browser.new_session(&chromium).await;
-        browser
-    }
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for_driver(&base, &mut driver).await;
 
-    async fn wait_for_driver(&mut self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(status)) = self.driver.try_wait() {
-                panic!(
-                    "chromedriver exited ({status}); its output:\n{}",
-                    self.driver_log()
-                );
-            }
-            if let Ok(r) = self.http.get(format!("{}/status", self.base)).send().await
-                && let Ok(body) = r.json::<Value>().await
-                && body["value"]["ready"] == true
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "chromedriver did not become ready within 30 s; its output:\n{}",
-            self.driver_log()
+        let args: Vec<String> = CHROMIUM_ARGS
+            .iter()
+            .map(|a| (*a).to_owned())
+            .chain([format!(
+                "--user-data-dir={}",
+                driver.profile.path().display()
+            )])
+            .collect();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": chromium, "args": args }),
         );
+        let session = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&base),
+        )
+        .await;
+        let client = match session {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => panic!(
+                "no Chromium session: {e}\nchromedriver output:\n{}",
+                driver.log()
+            ),
+            Err(_) => panic!(
+                "no Chromium session within {COMMAND_TIMEOUT:?}; chromedriver output:\n{}",
+                driver.log()
+            ),
+        };
+        Self { client, driver }
     }
 
-    async fn new_session(&self, chromium: &Path) -> String {
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,1000",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .chain([format!(
-            "--user-data-dir={}",
-            self._profile.path().display()
-        )])
-        .collect::<Vec<_>>();
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": chromium, "args": args }
-                }
-            }
-        });
-        let value = self.call("POST", "/session", Some(caps)).await;
-        value["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session id in {value}"))
-            .to_owned()
+    /// The `fantoccini` client of the session, for what the methods here do not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
-    /// Sends one WebDriver command; returns its `value`.
+    /// Awaits one WebDriver command for at most 60 s.
     ///
     /// # Panics
-    /// On a transport error or a WebDriver error, with the driver's log.
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let request = match method {
-            "GET" => self.http.get(&url),
-            "DELETE" => self.http.delete(&url),
-            _ => self
-                .http
-                .post(&url)
-                .json(&body.unwrap_or_else(|| json!({}))),
-        };
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.driver_log()));
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "{method} {path}: {status} {body}\nchromedriver output:\n{}",
-            self.driver_log()
-        );
-        body["value"].clone()
-    }
-
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    /// On a WebDriver or transport error, or a timeout, with `what` and
+    /// chromedriver's output.
+    async fn run<T>(&self, what: &str, command: impl Future<Output = Result<T, CmdError>>) -> T {
+        match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(e)) => panic!("{what}: {e}\nchromedriver output:\n{}", self.driver_log()),
+            Err(_) => panic!(
+                "{what}: no answer within {COMMAND_TIMEOUT:?}\nchromedriver output:\n{}",
+                self.driver_log()
+            ),
+        }
     }
 
     /// Navigates to `url` and waits for the page to load.
     pub async fn goto(&self, url: &str) {
-        self.call(
-            "POST",
-            &self.session_path("/url"),
-            Some(json!({ "url": url })),
-        )
-        .await;
+        self.run(&format!("goto {url}"), self.client.goto(url))
+            .await;
     }
 
     /// The first element matching `css`.
     ///
     /// # Panics
     /// When there is none.
-    pub async fn find(&self, css: &str) -> String {
-        let value = self
-            .call(
-                "POST",
-                &self.session_path("/element"),
-                Some(json!({ "using": "css selector", "value": css })),
-            )
-            .await;
-        value[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element matches {css}: {value}"))
-            .to_owned()
-    }
-
-    /// Types `text` into an element.
-    pub async fn send_keys(&self, element: &str, text: &str) {
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{element}/value")),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    /// Clicks an element.
-    pub async fn click(&self, element: &str) {
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{element}/click")),
-            None,
-        )
-        .await;
-    }
-
-    /// Runs `script` (a function body; `arguments` holds `args`) in the page
-    /// and returns its result.
-    pub async fn execute(&self, script: &str, args: Value) -> Value {
-        self.call(
-            "POST",
-            &self.session_path("/execute/sync"),
-            Some(json!({ "script": script, "args": args })),
+    pub async fn find(&self, css: &str) -> Element {
+        self.run(
+            &format!("no element matches {css}"),
+            self.client.find(Locator::Css(css)),
         )
         .await
     }
 
-    /// The page's current URL.
-    pub async fn url(&self) -> String {
-        self.call("GET", &self.session_path("/url"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+    /// Types `text` into an element.
+    pub async fn send_keys(&self, element: &Element, text: &str) {
+        self.run("send keys", element.send_keys(text)).await;
     }
 
-    /// Calls `probe` every 100 ms until it returns `Some`, for at most `limit`.
+    /// Clicks an element.
+    pub async fn click(&self, element: &Element) {
+        self.run("click", element.click()).await;
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page
+    /// and returns its result.
+    pub async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+        self.run("execute a script", self.client.execute(script, args))
+            .await
+    }
+
+    /// The page's current URL.
+    pub async fn url(&self) -> String {
+        self.run("the current URL", self.client.current_url())
+            .await
+            .into()
+    }
+
+    /// Calls `probe` every 100 ms until it returns `Ok`, for at most `limit`.
     ///
     /// # Panics
     /// When `limit` passes, with `what` and the last value seen.
     pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut probe: F) -> T
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, String>>,
+        Fut: Future<Output = Result<T, String>>,
     {
         let started = Instant::now();
         let mut last = String::new();
@@ -284,11 +299,7 @@ impl Browser {
 
     /// A PNG screenshot of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
-        let value = self
-            .call("GET", &self.session_path("/screenshot"), None)
-            .await;
-        decode_base64(value.as_str().expect("a base64 screenshot"))
-            .expect("the screenshot is valid base64")
+        self.run("a screenshot", self.client.screenshot()).await
     }
 
     /// Saves a screenshot to `path` (folders created), returns its size in bytes.
@@ -301,82 +312,13 @@ impl Browser {
         png.len()
     }
 
-    /// Ends the session (Chromium exits) and chromedriver.
-    pub async fn quit(mut self) {
-        let path = self.session_path("");
-        let _ = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .send()
-            .await;
-        self.kill();
+    /// Ends the session (Chromium exits), then chromedriver (on drop).
+    pub async fn quit(self) {
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, self.client.clone().close()).await;
     }
 
     /// What chromedriver wrote so far.
     pub fn driver_log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        use nix::sys::signal::{Signal, killpg};
-        use nix::unistd::Pid;
-        // The group is chromedriver's own (process_group(0)): it and the
-        // Chromium it started, nothing else.
-        let _ = killpg(Pid::from_raw(self.driver.id() as i32), Signal::SIGKILL);
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Decodes standard base64 (with or without padding).
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= sextet(*c)? << (18 - 6 * i);
-        }
-        let produced = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        out.extend_from_slice(&n.to_be_bytes()[1..=produced]);
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_decodes_padded_and_unpadded_input() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_base64("YWJj").unwrap(), b"abc");
-        assert!(decode_base64("a$==").is_none());
+        self.driver.log()
     }
 }

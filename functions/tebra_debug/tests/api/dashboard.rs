@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::testkit::{Browser, FunctionProcess, RedisServer};
 
 use crate::{BIN, TOKEN};
@@ -108,7 +108,7 @@ async fn the_dashboard_shows_live_charts_in_a_headless_browser() {
     let b = &browser;
     let page = format!("{}/debug?interval_ms=500", function.base_url());
     browser.goto(&page).await;
-    let state = browser.execute(READ_STATE, json!([])).await;
+    let state = browser.execute(READ_STATE, vec![]).await;
     assert_eq!(state["state"], "login", "{state}");
 
     // A wrong token is refused and the page asks again.
@@ -120,7 +120,7 @@ async fn the_dashboard_shows_live_charts_in_a_headless_browser() {
             "the wrong token to be refused",
             Duration::from_secs(20),
             || async move {
-                let state = b.execute(READ_STATE, json!([])).await;
+                let state = b.execute(READ_STATE, vec![]).await;
                 let refused = state["state"] == "login"
                     && state["loginError"].as_str().unwrap_or("").contains("401");
                 if refused {
@@ -141,7 +141,7 @@ async fn the_dashboard_shows_live_charts_in_a_headless_browser() {
             "four charts with live data",
             Duration::from_secs(60),
             || async move {
-                let state = b.execute(READ_STATE, json!([])).await;
+                let state = b.execute(READ_STATE, vec![]).await;
                 let charts = &state["charts"];
                 let filled = ["latency", "ops", "hit_rate", "memory"].iter().all(|c| {
                     charts[c]["points"].as_u64().unwrap_or(0) >= 16
@@ -179,7 +179,7 @@ async fn the_dashboard_shows_live_charts_in_a_headless_browser() {
         .execute(
             "return [location.href, document.cookie, JSON.stringify(localStorage), \
              JSON.stringify(sessionStorage), document.documentElement.outerHTML].join('\\n');",
-            json!([]),
+            vec![],
         )
         .await;
     assert!(
