@@ -57,14 +57,20 @@ pub const ERRORS: &str = "redis_errors";
 pub const ERRORS_CONNECT: &str = "redis_errors_connect";
 /// Failed round trips: no answer within the deadline.
 pub const ERRORS_TIMEOUT: &str = "redis_errors_timeout";
-/// Failed round trips: credentials or ACL refused.
+/// Failed round trips: credentials refused.
 pub const ERRORS_AUTH: &str = "redis_errors_auth";
-/// Failed round trips: Redis answered with an error.
+/// Failed round trips: a replica answered a write (`READONLY`, a failover).
+pub const ERRORS_READ_ONLY: &str = "redis_errors_read_only";
+/// Failed round trips: the server refused for now (`BUSY`, `TRYAGAIN`, `OOM`).
+pub const ERRORS_BUSY: &str = "redis_errors_busy";
+/// Failed round trips: Redis answered with an error a retry cannot cure.
 pub const ERRORS_OTHER: &str = "redis_errors_other";
 /// Round trips slower than [`SLOW_OPERATION_THRESHOLD_MS`], failed ones included.
 pub const SLOW_OPERATIONS: &str = "redis_slow_operations";
 /// Operations refused by the open circuit breaker (Redis not tried).
 pub const CIRCUIT_REJECTIONS: &str = "redis_circuit_rejections";
+/// Commands refused because their connection's queue was full (not sent).
+pub const OVERLOAD_REJECTIONS: &str = "redis_overload_rejections";
 /// Connections replaced because they kept timing out (half-open).
 pub const CONNECTIONS_REPLACED: &str = "redis_connections_replaced";
 /// Fallback values returned in place of Redis results.
@@ -112,9 +118,12 @@ pub const METRICS: &[(&str, Unit)] = &[
     (ERRORS_CONNECT, Unit::Count),
     (ERRORS_TIMEOUT, Unit::Count),
     (ERRORS_AUTH, Unit::Count),
+    (ERRORS_READ_ONLY, Unit::Count),
+    (ERRORS_BUSY, Unit::Count),
     (ERRORS_OTHER, Unit::Count),
     (SLOW_OPERATIONS, Unit::Count),
     (CIRCUIT_REJECTIONS, Unit::Count),
+    (OVERLOAD_REJECTIONS, Unit::Count),
     (CONNECTIONS_REPLACED, Unit::Count),
     (FALLBACKS, Unit::Count),
     (LATENCY_P50_MS, Unit::Milliseconds),
@@ -140,6 +149,7 @@ pub const HEALTHY_BODY_MATCH: &str = r#""status":"healthy""#;
 pub const HEALTH_FIELDS: &[&str] = &[
     HEALTH_STATUS,
     "ping",
+    "role",
     "latency_ms",
     "connected_clients",
     "redis_version",

@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::blocks::canonical::{canonical_json, content_hash, sha256_hex};
 use shared::blocks::idempotency::{self, Pending};
 use shared::blocks::keys::{MAX_ID_LEN, Tenant};
 use shared::blocks::queue::{self, Queue, QueueSettings, QueueStats};
+use shared::redis::Script;
 use shared::{RedisClient, RedisFailure};
 
 /// Most patients in one request.

@@ -644,7 +644,7 @@ async fn a_redis_outage_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_write_refused_for_lack_of_memory_is_503_other_and_stores_nothing() {
+async fn a_write_refused_for_lack_of_memory_is_503_busy_and_stores_nothing() {
     let (app, redis) = spawn_app(&[]).await;
     let (status, _) = call(
         &app,
@@ -678,7 +678,7 @@ async fn a_write_refused_for_lack_of_memory_is_503_other_and_stores_nothing() {
     let (status, headers, body) = append().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "store_unavailable");
-    assert_eq!(body["error"]["type"], "other", "{body}");
+    assert_eq!(body["error"]["type"], "busy", "{body}");
     assert!(headers.get("retry-after").is_some());
     assert_eq!(redis.all_keys(), before, "nothing was stored");
 

@@ -391,7 +391,8 @@ impl Cache {
     /// the deadline of the round trips on the connection used.
     async fn try_lock(&self, lock_key: &str) -> Result<(bool, Duration), RedisFailure> {
         let mut conn = self.client.conn()?;
-        let deadline = conn.deadline();
+        // The release goes on its own operation, whose deadline is this long.
+        let deadline = self.client.config().command_timeout;
         let taken: Option<String> = redis::cmd("SET")
             .arg(lock_key)
             .arg("1")

@@ -148,7 +148,7 @@ pub async fn list_keys(
     query: &KeyQuery,
     budget: Duration,
 ) -> Result<KeyListing, ListKeysError> {
-    if client.config().cluster {
+    if client.cluster_mode().await? {
         return Err(ListKeysError::ClusterUnsupported);
     }
     let started = Instant::now();

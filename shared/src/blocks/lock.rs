@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
+use crate::redis::Script;
 
 use super::keys::Tenant;
 use super::token::random_token;

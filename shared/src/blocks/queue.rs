@@ -43,7 +43,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
+use crate::redis::Script;
 
 use super::keys::Tenant;
 use super::token::random_token;
@@ -166,7 +166,8 @@ fn script(body: &str) -> Script {
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(ENQUEUE_LUA));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(CLAIM_LUA));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(ACK_LUA));
-static STATS: LazyLock<Script> = LazyLock::new(|| script(STATS_LUA));
+static STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(&format!("{LUA_FUNCTIONS}\n{STATS_LUA}")));
 
 /// Why a queue operation did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use redis::Script;
+use crate::redis::Script;
 
 use super::keys::{KeyError, Tenant};
 use super::token::random_token;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use env::{ConfigError, Env};
-pub use redis::{DEFAULT_MAX_CONNECTIONS, RedisConfig};
+pub use redis::{CredentialSource, DEFAULT_MAX_CONNECTIONS, Protocol, RedisConfig, Topology};
 pub use secret::Secret;
 
 /// Where the session or memory store keeps its data (`SESSION_BACKEND`,
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(c.stores.session_backend, Backend::Redis);
         assert_eq!(c.stores.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.stores.memory_ttl_days, 30);
-        assert!(!c.redis.cluster);
+        assert_eq!(c.redis.topology, Topology::Detect);
         assert!(c.admin_token.is_none());
     }
 
@@ -327,9 +327,71 @@ mod tests {
     }
 
     #[test]
+    fn a_comma_in_a_password_is_not_a_seed_separator() {
+        let c = from(&[("REDIS_URL", "redis://:Xy7,kP9q@cache.internal:6380")]).unwrap();
+        assert_eq!(c.redis.urls.len(), 1);
+        assert_eq!(c.redis.password.as_ref().unwrap().expose(), "Xy7,kP9q");
+        assert_eq!(c.redis.urls[0].as_str(), "redis://cache.internal:6380");
+        let seeds = from(&[("REDIS_URL", "redis://u:p,w@a:7000, rediss://u:p,w@b:7001")]).unwrap();
+        assert_eq!(seeds.redis.urls.len(), 2);
+        assert_eq!(seeds.redis.topology, Topology::Cluster);
+        assert_eq!(seeds.redis.password.unwrap().expose(), "p,w");
+    }
+
+    #[test]
+    fn credential_providers_are_chosen_and_checked() {
+        let file = tempfile_path();
+        let c = from(&[("REDIS_PASSWORD_FILE", file.as_str())]).unwrap();
+        assert!(matches!(c.redis.credentials, CredentialSource::File { .. }));
+        let err = from(&[
+            ("REDIS_PASSWORD_FILE", file.as_str()),
+            ("REDIS_PASSWORD", "also"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "REDIS_PASSWORD_FILE");
+        let iam = [
+            ("REDIS_CREDENTIAL_PROVIDER", "elasticache-iam"),
+            (
+                "REDIS_URL",
+                "rediss://app-user@my-group.cache.amazonaws.com:6379",
+            ),
+            ("REDIS_IAM_CACHE_NAME", "my-group"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        let c = from(&iam).unwrap();
+        assert_eq!(
+            c.redis.credentials,
+            CredentialSource::ElasticacheIam {
+                cache_name: "my-group".into(),
+                region: "eu-west-1".into(),
+                serverless: false
+            }
+        );
+        assert_eq!(c.redis.max_connection_age, Duration::from_secs(11 * 3_600));
+        let plain = [
+            ("REDIS_CREDENTIAL_PROVIDER", "elasticache-iam"),
+            ("REDIS_URL", "redis://app-user@my-group:6379"),
+            ("REDIS_IAM_CACHE_NAME", "my-group"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        assert_eq!(from(&plain).unwrap_err().var, "REDIS_CREDENTIAL_PROVIDER");
+        let err = from(&[("REDIS_CREDENTIAL_PROVIDER", "vault")]).unwrap_err();
+        assert!(
+            err.to_string().contains("static, file or elasticache-iam"),
+            "{err}"
+        );
+    }
+
+    fn tempfile_path() -> String {
+        let path = std::env::temp_dir().join(format!("redis-password-{}", std::process::id()));
+        std::fs::write(&path, "secret\n").unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
     fn several_urls_mean_cluster() {
         let c = from(&[("REDIS_URL", "redis://a:7000,redis://b:7001")]).unwrap();
-        assert!(c.redis.cluster);
+        assert_eq!(c.redis.topology, Topology::Cluster);
         assert_eq!(c.redis.urls.len(), 2);
         let err = from(&[
             ("REDIS_URL", "redis://a:7000,redis://b:7001"),

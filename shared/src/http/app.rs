@@ -72,7 +72,8 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
     tracing::info!(
         redis = %ctx.redis.config().redacted_url(),
         pool_size = ctx.config.redis.max_connections,
-        cluster = ctx.config.redis.cluster,
+        topology = ?ctx.config.redis.topology,
+        credentials = ctx.redis.credential_provider(),
         "{service} starting"
     );
     Ok(ctx)

@@ -150,8 +150,17 @@ impl ApiError {
     }
 }
 
+/// The one table of what a Redis failure answers (see
+/// [`ErrorKind::is_retryable`]): `503` with `Retry-After` and the kind as
+/// `error.type` when a retry can succeed (connect, timeout, auth while
+/// credentials may be rotating, read-only after a failover, busy, overloaded,
+/// an open circuit); `500` without detail when it cannot (a type error, a
+/// script error, an ACL refusal, an unexpected reply), logged here.
 impl From<RedisFailure> for ApiError {
     fn from(failure: RedisFailure) -> Self {
+        if !failure.is_retryable() {
+            return internal_error(&failure);
+        }
         Self {
             kind: Some(failure.kind()),
             retry_after: Some(failure.retry_after()),

@@ -60,6 +60,9 @@ pub struct CircuitSnapshot {
     pub opened_total: u64,
     /// Failures in a row that open the circuit (0: disabled).
     pub threshold: u32,
+    /// Redis Cluster: groups of 16 hash slots whose own breaker is open (the
+    /// tenants of a sick node fail fast; the others are served).
+    pub open_slot_groups: usize,
 }
 
 /// See the module documentation.
@@ -224,7 +227,13 @@ impl CircuitBreaker {
             consecutive_failures: self.failures.load(Relaxed),
             opened_total: self.opened_total.load(Relaxed),
             threshold: self.threshold,
+            open_slot_groups: 0,
         }
+    }
+
+    /// Whether the breaker fails operations fast now (open or half-open).
+    pub fn is_open(&self) -> bool {
+        self.threshold != 0 && self.open_until.load(Relaxed) != 0
     }
 }
 

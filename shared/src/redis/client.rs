@@ -2,49 +2,98 @@
 //!
 //! A [`RedisClient`] is cheap to create and does not connect: the first
 //! operation does. It holds `REDIS_MAX_CONNECTIONS` slots, each a multiplexed
-//! connection (redis-rs `ConnectionManager`, or a `ClusterConnection` in
-//! cluster mode) that any number of concurrent callers share; callers are
-//! spread over the slots round-robin. Clone it freely: clones share
-//! everything. Build one per process (the functions do it in `main`) and pass
-//! it in; tests build their own against their own `redis-server`.
+//! connection (or a Redis Cluster connection) that any number of concurrent
+//! callers share, spread round-robin; and one more connection of its own for
+//! the health probe, so that a probe never waits behind application
+//! commands. Clone it freely: clones share everything. Build one per process
+//! (the functions do it in `main`) and pass it in.
 //!
-//! The single commands of concurrent callers on one connection are written
-//! in batches (`super::batch`): one system call for many commands, where
-//! redis-rs alone wrote one per command.
+//! # One deadline per operation
 //!
-//! Every round trip made through a [`RedisConn`] runs under a deadline that
-//! also bounds the wait for a reconnect, is timed and counted in
-//! [`ClientMetrics`], and reports to the circuit breaker. A connection that
-//! times out twice in a row is dropped and replaced on next use: redis-rs
-//! reconnects on I/O errors, but a half-open connection (a frozen server, a
-//! silent network) produces only timeouts and would otherwise be kept.
+//! [`RedisClient::conn`] hands out a [`RedisConn`] whose deadline is fixed
+//! when it is handed out (`REDIS_COMMAND_TIMEOUT_MS` from then). Everything
+//! done on it shares that deadline: the wait for a connection, a check of an
+//! idle connection, a script's reload, a retry on a new connection.
+//!
+//! # The faults it survives
+//!
+//! The client makes and replaces its connections itself (redis-rs's
+//! `ConnectionManager` reconnects only on I/O errors and remembers a refused
+//! password forever):
+//!
+//! - **A connection that died unseen** (the server's idle `timeout`, a
+//!   `CLIENT KILL`, a restart, a NAT or load balancer that forgot it, a Lambda
+//!   environment frozen meanwhile): with RESP3 the connection's death is
+//!   noticed as it happens and the next command gets a new connection; and a
+//!   connection unused for `REDIS_IDLE_CHECK_MS` is checked with a `PING`
+//!   (within a third of the deadline) before a command goes on it, and
+//!   replaced if the `PING` fails. The command itself is sent once.
+//! - **A failover behind one endpoint**: a `READONLY`, `MASTERDOWN` or
+//!   `LOADING` reply means the connection reaches a replica or a server that
+//!   cannot serve; it is replaced and the command (refused, so not executed)
+//!   is sent once more on the new one, within the same deadline.
+//! - **A half-open connection** (a frozen server, a silent network): two
+//!   timeouts in a row on the same connection replace it. The count belongs
+//!   to the connection: late timeouts of a replaced one do not count against
+//!   its successor.
+//! - **Changed credentials**: every connection asks the credential provider
+//!   (`super::credentials`); a refused password is retried with backoff
+//!   (`REDIS_RECONNECT_MAX_DELAY_MS` at most between attempts), never cached.
+//! - **Connect failures**: one connection attempt at a time per slot; callers
+//!   that come while an attempt failed recently wait for the next attempt if
+//!   their deadline allows, and fail fast otherwise.
+//! - **Redis Cluster, one sick node**: the cluster connection keeps one
+//!   connection per node; a node that stops answering costs timeouts only to
+//!   the keys of its slots. The cluster connection is never replaced for
+//!   timeouts (a new one would wait for the sick node too), and the circuit
+//!   breaker is kept per group of 16 hash slots, so it opens only for the
+//!   sick node's tenants.
+//! - **A configuration endpoint of a cluster** (one URL, `REDIS_CLUSTER`
+//!   unset): the first connection asks `INFO cluster` and the client switches
+//!   to the cluster protocol, saying so in one log line.
+//!
+//! Every round trip is timed and counted in [`ClientMetrics`], and reports to
+//! the circuit breaker. The single commands of concurrent callers on one
+//! connection are written in batches (`super::batch`).
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Once};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{
-    Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
-};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::batch::Batcher;
 use super::breaker::{CircuitBreaker, CircuitSnapshot};
-use super::error::{ErrorKind, RedisFailure, classify, deadline_error};
+use super::connect::{Connector, DeathNotice, is_cluster_enabled};
+use super::error::{
+    ErrorKind, RedisFailure, circuit_open_error, classify, deadline_error, is_role_change,
+    overloaded_error,
+};
 use super::metrics::{ClientMetrics, MetricsSnapshot};
-use crate::config::{ConfigError, RedisConfig};
+use crate::blocks::keys::hash_slot;
+use crate::config::{ConfigError, RedisConfig, Topology};
 use crate::telemetry::{IntervalPolicy, IntervalSource, IntervalSummary};
 
 /// Consecutive timeouts on one connection after which it is presumed
 /// half-open and replaced.
 const HALF_OPEN_TIMEOUTS: u32 = 2;
+
+/// Hash slots per circuit breaker in cluster mode: a node serves ranges of
+/// thousands of slots, so a group of 16 almost always belongs to one node.
+const SLOTS_PER_BREAKER: usize = 16;
+
+/// The first pause after a failed connection attempt; it doubles up to
+/// `REDIS_RECONNECT_MAX_DELAY_MS`.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// The shared Redis client. See the module documentation.
 #[derive(Clone)]
@@ -55,41 +104,67 @@ pub struct RedisClient {
 struct Inner {
     config: RedisConfig,
     connector: Connector,
+    /// 0: not known yet, 1: standalone, 2: cluster.
+    topology: AtomicU8,
+    /// Serialises the first connection while the topology is being asked.
+    detecting: tokio::sync::Mutex<()>,
     slots: Box<[Slot]>,
+    health: Slot,
     next_slot: AtomicUsize,
     generations: AtomicU64,
     breaker: CircuitBreaker,
+    /// Cluster mode: one breaker per [`SLOTS_PER_BREAKER`] hash slots.
+    slot_breakers: std::sync::OnceLock<Box<[CircuitBreaker]>>,
     metrics: ClientMetrics,
+    flags: ClientFlags,
+    origin: Instant,
 }
 
-/// How a fresh connection handle is made. Neither variant connects when the
-/// handle is made; the first command does.
-enum Connector {
-    Single {
-        client: redis::Client,
-        config: ConnectionManagerConfig,
-    },
-    Cluster {
-        client: ClusterClient,
-    },
+/// What the client has learnt about its server.
+#[derive(Debug)]
+pub(crate) struct ClientFlags {
+    /// Whether `EVALSHA_RO` / `EVAL_RO` may be used (Redis 7 or later).
+    pub(crate) scripts_read_only: AtomicBool,
 }
+
+const TOPOLOGY_UNKNOWN: u8 = 0;
+const TOPOLOGY_STANDALONE: u8 = 1;
+const TOPOLOGY_CLUSTER: u8 = 2;
 
 #[derive(Clone)]
 enum Handle {
-    Single(ConnectionManager),
+    Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
+/// One connection and what is known about it.
 struct Live {
     handle: Handle,
     generation: u64,
     batcher: Arc<Batcher>,
+    notice: DeathNotice,
+    /// Consecutive timeouts on this connection (never its successor's).
+    timeouts: AtomicU32,
+    /// When it last answered, in µs since the client's origin.
+    last_answer: AtomicU64,
+    created: Instant,
 }
 
+/// A place for one connection, and its (re)connection state.
 #[derive(Default)]
 struct Slot {
     live: ArcSwapOption<Live>,
-    consecutive_timeouts: AtomicU32,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    /// After a failed attempt: the error and when the next attempt may go.
+    failure: Mutex<Option<Failure>>,
+}
+
+#[derive(Clone)]
+struct Failure {
+    error: RedisError,
+    retry_at: Instant,
+    attempts: u32,
 }
 
 impl fmt::Debug for RedisClient {
@@ -126,90 +201,11 @@ impl RedisClient {
                 "TLS certificate verification of the Redis server is DISABLED; anyone on the network path can impersonate it"
             );
         }
-        let root_cert = match &config.tls_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| ConfigError {
-                var: "REDIS_TLS_CA_FILE",
-                message: format!("cannot read {}: {}", path.display(), e.kind()),
-            })?),
-            None => None,
-        };
-        let mut infos = Vec::with_capacity(config.urls.len());
-        for url in &config.urls {
-            let mut url = url.clone();
-            if config.tls_insecure {
-                url.set_fragment(Some("insecure"));
-            }
-            let info = url.into_connection_info().map_err(|e| invalid_url(&e))?;
-            let mut redis_info = info.redis_settings().clone();
-            if let Some(user) = &config.username {
-                redis_info = redis_info.set_username(user);
-            }
-            if let Some(password) = &config.password {
-                redis_info = redis_info.set_password(password.expose());
-            }
-            infos.push(
-                info.set_redis_settings(redis_info)
-                    .set_tcp_settings(tcp_settings(&config)),
-            );
-        }
-        let connector = if config.cluster {
-            let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
-                .connection_timeout(config.connect_timeout)
-                .response_timeout(config.command_timeout)
-                .retries(config.reconnect_retries as u32)
-                .max_retry_wait(config.reconnect_max_delay.as_millis() as u64)
-                .tcp_settings(tcp_settings(&config));
-            if let Some(user) = &config.username {
-                builder = builder.username(user);
-            }
-            if let Some(password) = &config.password {
-                builder = builder.password(password.expose());
-            }
-            if config.tls() {
-                builder = builder.tls(if config.tls_insecure {
-                    redis::cluster::TlsMode::Insecure
-                } else {
-                    redis::cluster::TlsMode::Secure
-                });
-            }
-            if let Some(root) = root_cert {
-                builder = builder.certs(redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root),
-                });
-            }
-            Connector::Cluster {
-                client: builder.build().map_err(|e| invalid_url(&e))?,
-            }
-        } else {
-            let info = infos.into_iter().next().ok_or_else(|| ConfigError {
-                var: "REDIS_URL",
-                message: "no Redis address configured".into(),
-            })?;
-            let client = match root_cert {
-                Some(root) => redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root),
-                    },
-                ),
-                None => redis::Client::open(info),
-            }
-            .map_err(|e| invalid_url(&e))?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                // The deadline is enforced around every call (see RedisConn),
-                // where it also covers the wait for a reconnect.
-                .set_response_timeout(None)
-                .set_number_of_retries(config.reconnect_retries)
-                .set_min_delay(Duration::from_millis(50).min(config.reconnect_max_delay))
-                .set_max_delay(config.reconnect_max_delay)
-                .set_exponent_base(2.0);
-            Connector::Single {
-                client,
-                config: manager_config,
-            }
+        let connector = Connector::new(&config)?;
+        let topology = match config.topology {
+            Topology::Standalone => TOPOLOGY_STANDALONE,
+            Topology::Cluster => TOPOLOGY_CLUSTER,
+            Topology::Detect => TOPOLOGY_UNKNOWN,
         };
         let slots = (0..config.max_connections)
             .map(|_| Slot::default())
@@ -219,16 +215,25 @@ impl RedisClient {
             config.breaker_cooldown,
             config.command_timeout * 2,
         );
+        let inner = Inner {
+            connector,
+            topology: AtomicU8::new(topology),
+            detecting: tokio::sync::Mutex::new(()),
+            slots,
+            health: Slot::default(),
+            next_slot: AtomicUsize::new(0),
+            generations: AtomicU64::new(0),
+            breaker,
+            slot_breakers: std::sync::OnceLock::new(),
+            metrics: ClientMetrics::default(),
+            flags: ClientFlags {
+                scripts_read_only: AtomicBool::new(true),
+            },
+            origin: Instant::now(),
+            config,
+        };
         Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                connector,
-                slots,
-                next_slot: AtomicUsize::new(0),
-                generations: AtomicU64::new(0),
-                breaker,
-                metrics: ClientMetrics::default(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -237,8 +242,25 @@ impl RedisClient {
         &self.inner.config
     }
 
+    /// Which credential provider new connections ask: `static`, `file` or
+    /// `elasticache-iam`.
+    pub fn credential_provider(&self) -> &'static str {
+        self.inner.connector.credential_kind()
+    }
+
+    /// Whether the client talks the cluster protocol: `None` until the first
+    /// connection has told (topology `detect`).
+    pub fn is_cluster(&self) -> Option<bool> {
+        match self.inner.topology.load(Relaxed) {
+            TOPOLOGY_STANDALONE => Some(false),
+            TOPOLOGY_CLUSTER => Some(true),
+            _ => None,
+        }
+    }
+
     /// A connection for one operation, unless the circuit breaker is open.
-    /// Every round trip on it is bounded by `REDIS_COMMAND_TIMEOUT_MS`.
+    /// Everything done on it shares one deadline, `REDIS_COMMAND_TIMEOUT_MS`
+    /// from now.
     ///
     /// # Errors
     /// [`RedisFailure::CircuitOpen`] while the breaker fails fast.
@@ -247,31 +269,42 @@ impl RedisClient {
             self.inner.metrics.record_circuit_rejection();
             return Err(RedisFailure::CircuitOpen { retry_after });
         }
-        self.conn_with_deadline(self.inner.config.command_timeout)
+        Ok(self.conn_on(Lane::Shared(0), self.inner.config.command_timeout))
     }
 
-    /// A connection whose round trips have `deadline`, bypassing the circuit
-    /// breaker (the health probe must see the real server). Outcomes still
-    /// count, so a healthy probe closes an open circuit.
-    ///
-    /// # Errors
-    /// Only if redis-rs refuses to create a connection handle.
-    pub fn conn_with_deadline(&self, deadline: Duration) -> Result<RedisConn, RedisFailure> {
-        let n = self.inner.slots.len();
-        let index = if n == 1 {
-            0
-        } else {
-            self.inner.next_slot.fetch_add(1, Relaxed) % n
+    /// A connection whose operation has `budget` (from now), bypassing the
+    /// circuit breaker: for callers that bound their own work (a probe, a
+    /// key scan). Outcomes still count.
+    pub fn conn_with_deadline(&self, budget: Duration) -> RedisConn {
+        self.conn_on(Lane::Shared(0), budget)
+    }
+
+    /// The health probe's own connection, with `budget`: never batched,
+    /// never behind application commands, bypassing the circuit breaker (the
+    /// probe must see the real server; its success closes an open circuit).
+    pub(crate) fn health_conn(&self, budget: Duration) -> RedisConn {
+        self.conn_on(Lane::Health, budget)
+    }
+
+    fn conn_on(&self, lane: Lane, budget: Duration) -> RedisConn {
+        let lane = match lane {
+            // The connection is chosen once per operation: its round trips
+            // stay in order on one connection.
+            Lane::Shared(_) => {
+                let n = self.inner.slots.len();
+                Lane::Shared(if n == 1 {
+                    0
+                } else {
+                    self.inner.next_slot.fetch_add(1, Relaxed) % n
+                })
+            }
+            Lane::Health => Lane::Health,
         };
-        let live = self.inner.live(index)?;
-        Ok(RedisConn {
+        RedisConn {
             client: self.clone(),
-            slot: index,
-            generation: live.generation,
-            handle: live.handle.clone(),
-            batcher: live.batcher.clone(),
-            deadline,
-        })
+            lane,
+            deadline: Instant::now() + budget,
+        }
     }
 
     /// Runs `op` on a connection and classifies its error.
@@ -295,12 +328,29 @@ impl RedisClient {
         op(conn).await.map_err(RedisFailure::from)
     }
 
+    /// Replaces every connection before its next use: for a caller that
+    /// learnt the server behind them changed (the health probe saw a
+    /// replica).
+    pub(crate) fn replace_all(&self) {
+        for slot in self
+            .inner
+            .slots
+            .iter()
+            .chain(std::iter::once(&self.inner.health))
+        {
+            if let Some(live) = slot.live.load_full() {
+                self.inner
+                    .retire(slot, &live, "the server became a replica");
+            }
+        }
+    }
+
     /// Pool state for health and metrics.
     pub fn pool(&self) -> PoolSnapshot {
         PoolSnapshot {
-            kind: match self.inner.connector {
-                Connector::Single { .. } => "multiplexed",
-                Connector::Cluster { .. } => "cluster",
+            kind: match self.is_cluster() {
+                Some(true) => "cluster",
+                _ => "multiplexed",
             },
             size: self.inner.slots.len(),
             open: self
@@ -309,12 +359,25 @@ impl RedisClient {
                 .iter()
                 .filter(|s| s.live.load().is_some())
                 .count(),
+            queued: self
+                .inner
+                .slots
+                .iter()
+                .filter_map(|s| s.live.load_full())
+                .map(|l| l.batcher.in_flight())
+                .sum(),
+            credentials: self.credential_provider(),
         }
     }
 
-    /// Circuit-breaker state.
+    /// Circuit-breaker state (the whole client's; in cluster mode, keyless
+    /// commands'). `open_slot_groups` counts cluster slot groups failing fast.
     pub fn circuit(&self) -> CircuitSnapshot {
-        self.inner.breaker.snapshot()
+        let mut snapshot = self.inner.breaker.snapshot();
+        if let Some(groups) = self.inner.slot_breakers.get() {
+            snapshot.open_slot_groups = groups.iter().filter(|b| b.is_open()).count();
+        }
+        snapshot
     }
 
     /// Operation counters and latency.
@@ -322,123 +385,34 @@ impl RedisClient {
         self.inner.metrics.snapshot()
     }
 
+    /// Whether the client talks the cluster protocol, asking the server on
+    /// the first connection if the configuration left it open.
+    ///
+    /// # Errors
+    /// When no connection can be made to ask.
+    pub async fn cluster_mode(&self) -> Result<bool, RedisFailure> {
+        if let Some(known) = self.is_cluster() {
+            return Ok(known);
+        }
+        let conn = self.conn_with_deadline(self.inner.config.connect_timeout);
+        self.inner
+            .live(self.inner.slot_of(conn.lane), conn.deadline)
+            .await?;
+        Ok(self.is_cluster() == Some(true))
+    }
+
     pub(crate) fn record_fallback(&self) {
         self.inner.metrics.record_fallback();
     }
 }
 
-fn invalid_url(err: &RedisError) -> ConfigError {
-    ConfigError {
-        var: "REDIS_URL",
-        // The category only: the error may describe the URL it was given.
-        message: format!("redis rejected the address ({})", err.category()),
-    }
-}
-
-fn tcp_settings(config: &RedisConfig) -> TcpSettings {
-    TcpSettings::default()
-        .set_nodelay(true)
-        .set_keepalive(
-            TcpKeepalive::new()
-                .with_time(config.keepalive)
-                .with_interval(Duration::from_secs(5).min(config.keepalive)),
-        )
-        // Unacknowledged writes older than this kill the socket (a silent network).
-        .set_user_timeout((config.command_timeout * 4).max(Duration::from_secs(5)))
-}
-
-impl Inner {
-    /// The live handle of a slot, creating it on first use.
-    fn live(&self, index: usize) -> Result<Arc<Live>, RedisFailure> {
-        let slot = &self.slots[index];
-        if let Some(live) = slot.live.load_full() {
-            return Ok(live);
-        }
-        let fresh = Arc::new(Live {
-            handle: self.connect()?,
-            generation: self.generations.fetch_add(1, Relaxed) + 1,
-            batcher: Arc::default(),
-        });
-        let previous = slot
-            .live
-            .compare_and_swap(&None::<Arc<Live>>, Some(fresh.clone()));
-        Ok(match &*previous {
-            // Another caller installed one first; use theirs and drop ours.
-            Some(theirs) => theirs.clone(),
-            None => fresh,
-        })
-    }
-
-    fn connect(&self) -> Result<Handle, RedisFailure> {
-        Ok(match &self.connector {
-            Connector::Single { client, config } => Handle::Single(
-                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
-            ),
-            Connector::Cluster { client } => Handle::Cluster(
-                client.get_pending_async_connection_with_config(
-                    redis::cluster::ClusterConfig::new()
-                        .set_connection_timeout(self.config.connect_timeout)
-                        .set_response_timeout(self.config.command_timeout),
-                ),
-            ),
-        })
-    }
-
-    /// Counts the outcome of one round trip and acts on it.
-    fn observe(
-        &self,
-        slot: usize,
-        generation: u64,
-        started: Instant,
-        elapsed: Duration,
-        error: Option<&RedisError>,
-    ) {
-        let slot_state = &self.slots[slot];
-        let Some(err) = error else {
-            self.metrics.record(elapsed, Ok(()));
-            self.breaker.record_success();
-            if slot_state.consecutive_timeouts.load(Relaxed) != 0 {
-                slot_state.consecutive_timeouts.store(0, Relaxed);
-            }
-            return;
-        };
-        let kind = classify(err);
-        self.metrics.record(elapsed, Err(kind));
-        // An ACL refusing one command (NOPERM) says nothing about Redis being
-        // usable: one tenant's refused requests must not open the circuit for all.
-        if kind.is_unavailable() && !is_permission_denied(err) {
-            self.breaker.record_failure(started);
-        } else {
-            self.breaker.record_success();
-        }
-        if kind != ErrorKind::Timeout {
-            slot_state.consecutive_timeouts.store(0, Relaxed);
-            return;
-        }
-        let timeouts = slot_state.consecutive_timeouts.fetch_add(1, Relaxed) + 1;
-        if timeouts >= HALF_OPEN_TIMEOUTS {
-            let current = slot_state.live.load();
-            if let Some(live) = &*current
-                && live.generation == generation
-            {
-                let previous = slot_state
-                    .live
-                    .compare_and_swap(&current, None::<Arc<Live>>);
-                if previous
-                    .as_ref()
-                    .is_some_and(|p| p.generation == generation)
-                {
-                    slot_state.consecutive_timeouts.store(0, Relaxed);
-                    self.metrics.record_connection_replaced();
-                    tracing::warn!(
-                        slot,
-                        consecutive_timeouts = timeouts,
-                        "redis connection keeps timing out (half-open?); replacing it"
-                    );
-                }
-            }
-        }
-    }
+/// Which connection a [`RedisConn`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// One of the `REDIS_MAX_CONNECTIONS` (its index), taken round-robin.
+    Shared(usize),
+    /// The health probe's own.
+    Health,
 }
 
 /// Pool state.
@@ -448,29 +422,278 @@ pub struct PoolSnapshot {
     pub kind: &'static str,
     /// Configured number of connections (`REDIS_MAX_CONNECTIONS`).
     pub size: usize,
-    /// Connections created so far (each is created on first use).
+    /// Connections open now (each is made on first use).
     pub open: usize,
+    /// Commands waiting or in flight on them.
+    pub queued: usize,
+    /// The credential provider new connections ask.
+    pub credentials: &'static str,
 }
 
-/// One operation's connection: a handle on a shared multiplexed connection.
-/// Implements redis-rs [`ConnectionLike`], so commands, pipelines and scripts
-/// run on it as usual; each round trip is bounded, timed and counted.
-#[derive(Clone)]
+impl Inner {
+    fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.topology.load(Relaxed) == TOPOLOGY_CLUSTER
+    }
+
+    fn slot_of(&self, lane: Lane) -> &Slot {
+        match lane {
+            Lane::Shared(index) => &self.slots[index % self.slots.len()],
+            Lane::Health if !self.is_cluster() => &self.health,
+            // A cluster's health is asked through the cluster connection
+            // (its per-node connections do not queue behind one another).
+            Lane::Health => &self.slots[0],
+        }
+    }
+
+    fn slot_breakers(&self) -> &[CircuitBreaker] {
+        self.slot_breakers.get_or_init(|| {
+            (0..16_384 / SLOTS_PER_BREAKER)
+                .map(|_| {
+                    CircuitBreaker::new(
+                        self.config.breaker_threshold,
+                        self.config.breaker_cooldown,
+                        self.config.command_timeout * 2,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Whether `live` may take a command now (not dead, not too old).
+    fn usable(&self, live: &Live) -> bool {
+        if live.notice.is_dead() {
+            return false;
+        }
+        let age = self.config.max_connection_age;
+        age.is_zero() || live.created.elapsed() < age
+    }
+
+    /// Takes `live` out of `slot` (if it is still there) so the next caller
+    /// connects anew.
+    fn retire(&self, slot: &Slot, live: &Arc<Live>, why: &'static str) {
+        live.notice.mark();
+        let current = slot.live.load();
+        if let Some(installed) = &*current
+            && Arc::ptr_eq(installed, live)
+        {
+            let previous = slot.live.compare_and_swap(&current, None::<Arc<Live>>);
+            if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, live)) {
+                self.metrics.record_connection_replaced();
+                tracing::warn!(
+                    generation = live.generation,
+                    reason = why,
+                    "redis connection replaced"
+                );
+            }
+        }
+    }
+
+    /// The slot's connection, made (or remade) if needed, before `deadline`.
+    async fn live(&self, slot: &Slot, deadline: Instant) -> Result<Arc<Live>, RedisError> {
+        if let Some(live) = slot.live.load_full()
+            && self.usable(&live)
+        {
+            return Ok(live);
+        }
+        let _one_at_a_time = tokio::time::timeout_at(deadline, slot.connecting.lock())
+            .await
+            .map_err(|_| deadline_error())?;
+        loop {
+            if let Some(live) = slot.live.load_full() {
+                if self.usable(&live) {
+                    return Ok(live);
+                }
+                slot.live.store(None);
+            }
+            let waited = {
+                let failure = slot.failure.lock().unwrap_or_else(|e| e.into_inner());
+                failure.clone()
+            };
+            if let Some(failure) = waited
+                && Instant::now() < failure.retry_at
+            {
+                if failure.retry_at >= deadline {
+                    // The next attempt is not due before this caller's
+                    // deadline: fail fast with what the last one found.
+                    return Err(failure.error);
+                }
+                tokio::time::sleep_until(failure.retry_at).await;
+            }
+            let attempt = deadline.saturating_duration_since(Instant::now());
+            if attempt.is_zero() {
+                return Err(deadline_error());
+            }
+            match self.connect(attempt.min(self.config.connect_timeout)).await {
+                Ok(live) => {
+                    *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    let live = Arc::new(live);
+                    slot.live.store(Some(live.clone()));
+                    return Ok(live);
+                }
+                Err(error) => {
+                    let mut failure = slot.failure.lock().unwrap_or_else(|e| e.into_inner());
+                    let attempts = failure.as_ref().map_or(0, |f| f.attempts) + 1;
+                    let pause = FIRST_RETRY_DELAY
+                        .saturating_mul(1 << attempts.min(10).saturating_sub(1))
+                        .min(self.config.reconnect_max_delay);
+                    *failure = Some(Failure {
+                        error: error.clone(),
+                        retry_at: Instant::now() + pause,
+                        attempts,
+                    });
+                    if classify(&error) == ErrorKind::Auth {
+                        tracing::warn!(
+                            credentials = self.connector.credential_kind(),
+                            attempts,
+                            "redis refused the credentials; asking the provider again on the next attempt"
+                        );
+                    }
+                    let retries_left = (attempts as usize) <= self.config.reconnect_retries;
+                    if !retries_left || Instant::now() + pause >= deadline {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection attempt, within `timeout`.
+    async fn connect(&self, timeout: Duration) -> Result<Live, RedisError> {
+        let started = Instant::now();
+        let handle = match self.topology.load(Relaxed) {
+            TOPOLOGY_CLUSTER => Handle::Cluster(self.connector.cluster(timeout).await?),
+            TOPOLOGY_UNKNOWN => {
+                let _asking = self.detecting.lock().await;
+                if self.topology.load(Relaxed) == TOPOLOGY_UNKNOWN {
+                    return Box::pin(self.detect_and_connect(timeout)).await;
+                }
+                drop(_asking);
+                return Box::pin(self.connect(timeout.saturating_sub(started.elapsed()))).await;
+            }
+            _ => {
+                let notice = DeathNotice::default();
+                let conn = self.connector.standalone(timeout, &notice).await?;
+                return Ok(self.fresh(Handle::Single(conn), notice));
+            }
+        };
+        Ok(self.fresh(handle, DeathNotice::default()))
+    }
+
+    /// The first connection when the configuration left the topology open:
+    /// connect as to one server and ask it whether it is a cluster node.
+    async fn detect_and_connect(&self, timeout: Duration) -> Result<Live, RedisError> {
+        let deadline = Instant::now() + timeout;
+        let notice = DeathNotice::default();
+        let mut conn = self.connector.standalone(timeout, &notice).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if is_cluster_enabled(&mut conn, left).await? {
+            self.topology.store(TOPOLOGY_CLUSTER, Relaxed);
+            tracing::info!(
+                redis = %self.config.redacted_url(),
+                "the Redis server is a cluster node (INFO cluster: cluster_enabled:1); using the Redis Cluster protocol"
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            return Ok(self.fresh(
+                Handle::Cluster(self.connector.cluster(left).await?),
+                DeathNotice::default(),
+            ));
+        }
+        self.topology.store(TOPOLOGY_STANDALONE, Relaxed);
+        Ok(self.fresh(Handle::Single(conn), notice))
+    }
+
+    fn fresh(&self, handle: Handle, notice: DeathNotice) -> Live {
+        Live {
+            handle,
+            generation: self.generations.fetch_add(1, Relaxed) + 1,
+            batcher: Arc::new(Batcher::new(self.config.max_queued)),
+            notice,
+            timeouts: AtomicU32::new(0),
+            last_answer: AtomicU64::new(self.now_us()),
+            created: Instant::now(),
+        }
+    }
+
+    /// The breaker that guards `cmd`: in cluster mode, that of the command's
+    /// slot group (keyless commands: the client's).
+    fn breaker_for(&self, slot: Option<u16>) -> &CircuitBreaker {
+        match slot {
+            Some(slot) if self.is_cluster() => {
+                &self.slot_breakers()[usize::from(slot) / SLOTS_PER_BREAKER]
+            }
+            _ => &self.breaker,
+        }
+    }
+
+    /// Counts the outcome of one round trip on `live` and acts on it.
+    fn observe(
+        &self,
+        slot: &Slot,
+        live: &Arc<Live>,
+        breaker: &CircuitBreaker,
+        started: Instant,
+        error: Option<&RedisError>,
+    ) {
+        let elapsed = started.elapsed();
+        let Some(err) = error else {
+            self.metrics.record(elapsed, Ok(()));
+            breaker.record_success();
+            live.last_answer.store(self.now_us(), Relaxed);
+            if live.timeouts.load(Relaxed) != 0 {
+                live.timeouts.store(0, Relaxed);
+            }
+            return;
+        };
+        let kind = classify(err);
+        self.metrics.record(elapsed, Err(kind));
+        if kind.is_unavailable() {
+            breaker.record_failure(started.into_std());
+        } else {
+            // The server answered: it is reachable, whatever it said.
+            breaker.record_success();
+            live.last_answer.store(self.now_us(), Relaxed);
+        }
+        let single = matches!(live.handle, Handle::Single(_));
+        match kind {
+            ErrorKind::Timeout if single => {
+                let timeouts = live.timeouts.fetch_add(1, Relaxed) + 1;
+                if timeouts >= HALF_OPEN_TIMEOUTS {
+                    self.retire(slot, live, "it keeps timing out (half-open?)");
+                }
+            }
+            ErrorKind::Connect if single && err.is_connection_dropped() => {
+                self.retire(slot, live, "the connection was lost");
+            }
+            // A refused password is asked of the provider again on a new
+            // connection (cluster too: its node connections reuse it).
+            ErrorKind::Auth => self.retire(slot, live, "the server refused the credentials"),
+            _ if kind != ErrorKind::Timeout => {
+                live.timeouts.store(0, Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One operation's connection: a handle on a shared multiplexed connection,
+/// with the operation's deadline. Implements redis-rs [`ConnectionLike`], so
+/// commands, pipelines and scripts run on it as usual; each round trip is
+/// bounded by what is left of the deadline, timed and counted.
 pub struct RedisConn {
     client: RedisClient,
-    slot: usize,
-    generation: u64,
-    handle: Handle,
-    batcher: Arc<Batcher>,
-    deadline: Duration,
+    lane: Lane,
+    deadline: Instant,
 }
 
 impl fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConn")
-            .field("slot", &self.slot)
-            .field("generation", &self.generation)
-            .field("deadline", &self.deadline)
+            .field("lane", &self.lane)
+            .field("remaining", &self.remaining())
             .finish_non_exhaustive()
     }
 }
@@ -479,8 +702,8 @@ impl fmt::Debug for RedisConn {
 /// back as a value (turned into an error only when the caller parses it), and
 /// the round trip's outcome must count it as the failure it is.
 ///
-/// `NOSCRIPT` is not counted: it is redis-rs's normal first exchange for a
-/// script the server has not cached yet (it loads the script and retries).
+/// `NOSCRIPT` is not counted: it is the normal first exchange for a script
+/// the server has not cached yet (the body is sent next).
 fn error_reply<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<RedisError> {
     values.into_iter().find_map(|v| match v {
         Value::ServerError(e) if e.kind() != Some(ServerErrorKind::NoScript) => {
@@ -490,56 +713,226 @@ fn error_reply<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<RedisE
     })
 }
 
-/// Whether Redis refused this one command for lack of ACL permission.
-fn is_permission_denied(err: &RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoPerm) || err.code() == Some("NOPERM")
+/// The hash slot of a command's first key, for the cluster's per-slot
+/// breakers: the key of a script call is its fourth word, of a keyed
+/// command its second. Keyless commands have none.
+fn command_slot(cmd: &Cmd) -> Option<u16> {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let name = args.next()?;
+    let upper = name.to_ascii_uppercase();
+    let key = match upper.as_slice() {
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            let _script = args.next()?;
+            let numkeys = args.next()?;
+            if numkeys == b"0" {
+                return None;
+            }
+            args.next()?
+        }
+        b"PING" | b"INFO" | b"SCAN" | b"ROLE" | b"CLIENT" | b"CONFIG" | b"DBSIZE" | b"SCRIPT"
+        | b"ECHO" | b"TIME" | b"CLUSTER" | b"HELLO" | b"AUTH" | b"SELECT" | b"MULTI" | b"EXEC"
+        | b"WAIT" => return None,
+        _ => args.next()?,
+    };
+    Some(hash_slot(key))
+}
+
+/// What a round trip sends.
+enum Request<'a> {
+    One(&'a Cmd),
+    Many(&'a Pipeline, usize, usize),
+}
+
+impl Request<'_> {
+    fn slot(&self) -> Option<u16> {
+        match self {
+            Self::One(cmd) => command_slot(cmd),
+            Self::Many(pipe, ..) => pipe.cmd_iter().find_map(command_slot),
+        }
+    }
+}
+
+enum Reply {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Reply {
+    fn error(&self) -> Option<RedisError> {
+        match self {
+            Self::One(v) => error_reply(std::iter::once(v)),
+            Self::Many(vs) => error_reply(vs),
+        }
+    }
 }
 
 impl RedisConn {
-    async fn bounded<T>(
-        &self,
-        call: impl Future<Output = RedisResult<T>>,
-        error_reply_of: impl FnOnce(&T) -> Option<RedisError>,
-    ) -> RedisResult<T> {
-        let started = Instant::now();
-        let result = match tokio::time::timeout(self.deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Err(deadline_error()),
-        };
-        let elapsed = started.elapsed();
-        let replied = result.as_ref().ok().and_then(error_reply_of);
-        self.client.inner.observe(
-            self.slot,
-            self.generation,
-            started,
-            elapsed,
-            result.as_ref().err().or(replied.as_ref()),
-        );
-        result
+    /// What is left of this operation's deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// The deadline of each round trip on this connection.
-    pub fn deadline(&self) -> Duration {
+    /// The operation's deadline.
+    pub fn deadline(&self) -> Instant {
         self.deadline
     }
+
+    pub(crate) fn scripts_read_only_supported(&self) -> bool {
+        self.client.inner.flags.scripts_read_only.load(Relaxed)
+    }
+
+    pub(crate) fn client_flags(&self) -> &ClientFlags {
+        &self.client.inner.flags
+    }
+
+    /// One request, with the faults of the module documentation handled.
+    async fn round_trip(&self, request: Request<'_>) -> RedisResult<Reply> {
+        let inner = &self.client.inner;
+        let slot = inner.slot_of(self.lane);
+        let breaker = match self.lane {
+            Lane::Shared(_) if inner.is_cluster() => {
+                let breaker = inner.breaker_for(request.slot());
+                if let Err(retry_after) = breaker.try_acquire() {
+                    inner.metrics.record_circuit_rejection();
+                    return Err(circuit_open_error(retry_after));
+                }
+                breaker
+            }
+            _ => &inner.breaker,
+        };
+        for attempt in 0..2 {
+            let started = Instant::now();
+            let live = match inner.live(slot, self.deadline).await {
+                Ok(live) => live,
+                Err(err) => {
+                    // No connection: one failed operation, whatever the
+                    // attempts to connect were.
+                    let kind = classify(&err);
+                    inner.metrics.record(started.elapsed(), Err(kind));
+                    if kind.is_unavailable() {
+                        breaker.record_failure(started.into_std());
+                    }
+                    return Err(err);
+                }
+            };
+            let live = match self.checked(slot, live).await {
+                Some(live) => live,
+                None => continue,
+            };
+            let started = Instant::now();
+            let result = self.send(&live, &request).await;
+            let failure = match &result {
+                Ok(reply) => reply.error(),
+                Err(err) => Some(err.clone()),
+            };
+            inner.observe(slot, &live, breaker, started, failure.as_ref());
+            match failure {
+                Some(err) if attempt == 0 && is_role_change(&err) && !inner.is_cluster() => {
+                    // Refused, so not executed: the same request goes once
+                    // more on a new connection (a failover moved the primary).
+                    inner.retire(slot, &live, "a replica answered (failover)");
+                }
+                _ => return result,
+            }
+        }
+        Err(deadline_error())
+    }
+
+    /// `live`, checked first with a `PING` if it has not answered for
+    /// `REDIS_IDLE_CHECK_MS`; `None` when the check found it dead (it was
+    /// retired; the caller takes a new one).
+    async fn checked(&self, slot: &Slot, live: Arc<Live>) -> Option<Arc<Live>> {
+        let inner = &self.client.inner;
+        let threshold = inner.config.idle_check;
+        let Handle::Single(conn) = &live.handle else {
+            return Some(live);
+        };
+        let idle_us = inner
+            .now_us()
+            .saturating_sub(live.last_answer.load(Relaxed));
+        if threshold.is_zero() || idle_us < threshold.as_micros() as u64 {
+            return Some(live);
+        }
+        let budget = self.remaining() / 3;
+        let mut conn = conn.clone();
+        let ping = redis::cmd("PING");
+        let answer = tokio::time::timeout(budget, conn.send_packed_command(&ping)).await;
+        match answer {
+            Ok(Ok(_)) => {
+                live.last_answer.store(inner.now_us(), Relaxed);
+                Some(live)
+            }
+            Ok(Err(err)) if !err.is_connection_dropped() && !err.is_io_error() => Some(live),
+            _ => {
+                inner.retire(slot, &live, "it died while idle");
+                None
+            }
+        }
+    }
+
+    async fn send(&self, live: &Live, request: &Request<'_>) -> RedisResult<Reply> {
+        let deadline = self.deadline;
+        let inner = &self.client.inner;
+        match (&live.handle, request) {
+            (Handle::Single(conn), Request::One(cmd)) if self.lane != Lane::Health => {
+                match live.batcher.send(conn, cmd, deadline).await {
+                    Ok(reply) => reply.map(Reply::One),
+                    Err(overloaded) => {
+                        inner.metrics.record_overload_rejection();
+                        Err(overloaded_error(overloaded.queued))
+                    }
+                }
+            }
+            (Handle::Single(conn), Request::One(cmd)) => {
+                let mut conn = conn.clone();
+                bounded(deadline, conn.send_packed_command(cmd))
+                    .await
+                    .map(Reply::One)
+            }
+            (Handle::Single(conn), Request::Many(pipe, offset, count)) => {
+                let mut conn = conn.clone();
+                bounded(deadline, conn.send_packed_commands(pipe, *offset, *count))
+                    .await
+                    .map(Reply::Many)
+            }
+            (Handle::Cluster(conn), Request::One(cmd)) => {
+                let mut conn = conn.clone();
+                bounded(deadline, conn.req_packed_command(cmd))
+                    .await
+                    .map(Reply::One)
+            }
+            (Handle::Cluster(conn), Request::Many(pipe, offset, count)) => {
+                let mut conn = conn.clone();
+                bounded(deadline, conn.req_packed_commands(pipe, *offset, *count))
+                    .await
+                    .map(Reply::Many)
+            }
+        }
+    }
+}
+
+async fn bounded<T>(
+    deadline: Instant,
+    call: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or_else(|_| Err(deadline_error()))
 }
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let mut handle = self.handle.clone();
-            let (batcher, deadline) = (self.batcher.clone(), self.deadline);
-            self.bounded(
-                async move {
-                    match &mut handle {
-                        // Single commands of concurrent callers share writes.
-                        Handle::Single(m) => batcher.send(m, cmd, deadline).await,
-                        Handle::Cluster(c) => c.req_packed_command(cmd).await,
-                    }
-                },
-                |value| error_reply(std::iter::once(value)),
-            )
-            .await
+            match self.round_trip(Request::One(cmd)).await? {
+                Reply::One(value) => Ok(value),
+                Reply::Many(_) => Err(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a single command got several replies",
+                ))),
+            }
         })
     }
 
@@ -550,25 +943,27 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let mut handle = self.handle.clone();
-            self.bounded(
-                async move {
-                    match &mut handle {
-                        Handle::Single(m) => m.send_packed_commands(pipeline, offset, count).await,
-                        Handle::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
-                    }
-                },
-                |values| error_reply(values),
-            )
-            .await
+            match self
+                .round_trip(Request::Many(pipeline, offset, count))
+                .await?
+            {
+                Reply::Many(values) => Ok(values),
+                Reply::One(_) => Err(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "a pipeline got a single reply",
+                ))),
+            }
         })
     }
 
     fn get_db(&self) -> i64 {
-        match &self.handle {
-            Handle::Single(m) => m.get_db(),
-            Handle::Cluster(_) => 0,
-        }
+        self.client
+            .inner
+            .config
+            .urls
+            .first()
+            .and_then(|u| u.path().trim_start_matches('/').parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -576,5 +971,28 @@ impl ConnectionLike for RedisConn {
 impl IntervalSource for RedisClient {
     fn take_interval(&self, policy: Option<IntervalPolicy>) -> Option<IntervalSummary> {
         IntervalSource::take_interval(&self.inner.metrics, policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slot_of_a_command_is_that_of_its_first_key() {
+        let mut get = redis::cmd("GET");
+        get.arg("ws:{clinic-2}:x");
+        assert_eq!(command_slot(&get), Some(hash_slot(b"clinic-2")));
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg("abc")
+            .arg(2)
+            .arg("ws:{clinic-4}:a")
+            .arg("ws:{clinic-4}:b")
+            .arg("x");
+        assert_eq!(command_slot(&eval), Some(hash_slot(b"clinic-4")));
+        let mut keyless = redis::cmd("EVAL");
+        keyless.arg("return 1").arg(0);
+        assert_eq!(command_slot(&keyless), None);
+        assert_eq!(command_slot(&redis::cmd("PING")), None);
     }
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::breaker::CircuitSnapshot;
-use super::client::{PoolSnapshot, RedisClient};
+use super::client::{PoolSnapshot, RedisClient, RedisConn};
 use super::error::{ErrorKind, RedisFailure};
 use super::info::info_field;
 use crate::contract as names;
@@ -35,6 +35,10 @@ pub struct HealthReport {
     /// `PONG` when the server answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ping: Option<String>,
+    /// `role` of a standalone server from `INFO replication`: `master` (a
+    /// `slave` fails the probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Duration of the probe's round trip (or of the wait before it failed).
     pub latency_ms: f64,
     /// `connected_clients` from `INFO clients`.
@@ -94,9 +98,16 @@ async fn check(client: &RedisClient, facts: &FactsCache) -> HealthReport {
     let started = std::time::Instant::now();
     let result = probe(client, facts).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    let (ping, connected_clients, redis_version, redis_mode, failure) = match result {
-        Ok(info) => (Some(info.pong), info.clients, info.version, info.mode, None),
-        Err(failure) => (None, None, None, None, Some(failure)),
+    let (ping, role, connected_clients, redis_version, redis_mode, failure) = match result {
+        Ok(info) => (
+            Some(info.pong),
+            info.role,
+            info.clients,
+            info.version,
+            info.mode,
+            None,
+        ),
+        Err(failure) => (None, None, None, None, None, Some(failure)),
     };
     HealthReport {
         status: if failure.is_none() {
@@ -105,6 +116,7 @@ async fn check(client: &RedisClient, facts: &FactsCache) -> HealthReport {
             names::UNHEALTHY
         },
         ping,
+        role,
         latency_ms,
         connected_clients,
         redis_version,
@@ -148,15 +160,34 @@ impl FactsCache {
 
 struct ServerInfo {
     pong: String,
+    role: Option<String>,
     clients: Option<u64>,
     version: Option<String>,
     mode: Option<String>,
 }
 
 async fn probe(client: &RedisClient, cache: &FactsCache) -> Result<ServerInfo, RedisFailure> {
+    // One deadline for the whole probe, a replica's second look included.
+    let mut conn = client.health_conn(client.config().health_timeout);
+    let mut result = probe_once(client, &mut conn, cache).await;
+    if matches!(&result, Err(f) if f.kind() == ErrorKind::ReadOnly) {
+        // A failover behind the endpoint: every connection of the client
+        // still reaches the old primary. Replace them all and look again: a
+        // new connection reaches whatever the endpoint names now.
+        client.replace_all();
+        result = probe_once(client, &mut conn, cache).await;
+    }
+    result
+}
+
+async fn probe_once(
+    client: &RedisClient,
+    conn: &mut RedisConn,
+    cache: &FactsCache,
+) -> Result<ServerInfo, RedisFailure> {
     let cached = cache.fresh();
     let read_info = cached.is_none();
-    let result = probe_uncached(client, cached).await;
+    let result = probe_uncached(client, conn, cached).await;
     match &result {
         // Only a probe that read INFO restarts the clock: reused facts
         // must not keep themselves alive under a steady stream of probes.
@@ -171,32 +202,60 @@ async fn probe(client: &RedisClient, cache: &FactsCache) -> Result<ServerInfo, R
     result
 }
 
+/// `PING` and `INFO replication` (the role: on a standalone server a
+/// replica, where the functions expect a primary, fails the probe: writes
+/// would fail), and `INFO server` and `INFO clients` when the cached facts
+/// are stale, in one round trip. `INFO` rather than `ROLE`: ACL users that
+/// may run the probe are given `+info`, and `ROLE` is in `@dangerous`.
 async fn probe_uncached(
     client: &RedisClient,
+    conn: &mut RedisConn,
     cached: Option<Facts>,
 ) -> Result<ServerInfo, RedisFailure> {
-    let mut conn = client.conn_with_deadline(client.config().health_timeout)?;
-    if let Some(facts) = cached {
-        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
-        return Ok(ServerInfo {
-            pong,
-            clients: facts.clients,
-            version: facts.version,
-            mode: facts.mode,
+    let mut pipe = redis::pipe();
+    pipe.cmd("PING").cmd("INFO").arg("replication");
+    if cached.is_none() {
+        pipe.cmd("INFO").arg("server").cmd("INFO").arg("clients");
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let mut replies = replies.into_iter();
+    let mut text = || -> Result<String, RedisFailure> {
+        let value = replies.next().ok_or_else(|| {
+            RedisFailure::unexpected("the health probe got fewer replies than it asked for")
+        })?;
+        redis::from_redis_value(value)
+            .map_err(|_| RedisFailure::unexpected("the health probe got a reply it cannot read"))
+    };
+    let pong = text()?;
+    let replication = text()?;
+    // A cluster's pipeline goes to one node, replica or not: the role says
+    // nothing about the cluster's writes (its client follows MOVED/READONLY).
+    let role = (client.is_cluster() == Some(false))
+        .then(|| info_field(&replication, "role").map(str::to_owned))
+        .flatten();
+    if role.as_deref() == Some("slave") {
+        return Err(RedisFailure::Failed {
+            kind: ErrorKind::ReadOnly,
+            detail: "the server is a replica (role:slave): writes would fail".into(),
         });
     }
-    let (pong, server, clients): (String, String, String) = redis::pipe()
-        .cmd("PING")
-        .cmd("INFO")
-        .arg("server")
-        .cmd("INFO")
-        .arg("clients")
-        .query_async(&mut conn)
-        .await?;
+    let (clients, version, mode) = match cached {
+        Some(facts) => (facts.clients, facts.version, facts.mode),
+        None => {
+            let server = text()?;
+            let clients = text()?;
+            (
+                info_field(&clients, "connected_clients").and_then(|v| v.parse().ok()),
+                info_field(&server, "redis_version").map(str::to_owned),
+                info_field(&server, "redis_mode").map(str::to_owned),
+            )
+        }
+    };
     Ok(ServerInfo {
         pong,
-        clients: info_field(&clients, "connected_clients").and_then(|v| v.parse().ok()),
-        version: info_field(&server, "redis_version").map(str::to_owned),
-        mode: info_field(&server, "redis_mode").map(str::to_owned),
+        role,
+        clients,
+        version,
+        mode,
     })
 }

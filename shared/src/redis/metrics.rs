@@ -27,6 +27,7 @@ pub struct ClientMetrics {
     errors: [AtomicU64; ErrorKind::OPERATION_KINDS.len()],
     slow_operations: AtomicU64,
     circuit_rejections: AtomicU64,
+    overload_rejections: AtomicU64,
     connections_replaced: AtomicU64,
     fallbacks: AtomicU64,
     latency: RollingHistogram,
@@ -51,6 +52,7 @@ struct Totals {
     errors: ErrorCounts,
     slow_operations: u64,
     circuit_rejections: u64,
+    overload_rejections: u64,
     connections_replaced: u64,
     fallbacks: u64,
 }
@@ -64,6 +66,7 @@ impl Default for ClientMetrics {
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             slow_operations: AtomicU64::new(0),
             circuit_rejections: AtomicU64::new(0),
+            overload_rejections: AtomicU64::new(0),
             connections_replaced: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             latency: RollingHistogram::new(),
@@ -101,7 +104,13 @@ impl ClientMetrics {
         self.circuit_rejections.fetch_add(1, Relaxed);
     }
 
-    /// Counts a connection replaced because it kept timing out.
+    /// Counts a command refused because its connection's queue was full.
+    pub fn record_overload_rejection(&self) {
+        self.overload_rejections.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a connection replaced (it kept timing out, died while idle, or
+    /// reached a replica after a failover).
     pub fn record_connection_replaced(&self) {
         self.connections_replaced.fetch_add(1, Relaxed);
     }
@@ -117,6 +126,8 @@ impl ClientMetrics {
             connect: err(ErrorKind::Connect),
             timeout: err(ErrorKind::Timeout),
             auth: err(ErrorKind::Auth),
+            read_only: err(ErrorKind::ReadOnly),
+            busy: err(ErrorKind::Busy),
             other: err(ErrorKind::Other),
         }
     }
@@ -127,6 +138,7 @@ impl ClientMetrics {
             errors: self.errors(),
             slow_operations: self.slow_operations.load(Relaxed),
             circuit_rejections: self.circuit_rejections.load(Relaxed),
+            overload_rejections: self.overload_rejections.load(Relaxed),
             connections_replaced: self.connections_replaced.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
         }
@@ -140,6 +152,7 @@ impl ClientMetrics {
             errors: self.errors(),
             slow_operations: self.slow_operations.load(Relaxed),
             circuit_rejections: self.circuit_rejections.load(Relaxed),
+            overload_rejections: self.overload_rejections.load(Relaxed),
             connections_replaced: self.connections_replaced.load(Relaxed),
             fallbacks: self.fallbacks.load(Relaxed),
             latency: self.latency.summary(),
@@ -186,10 +199,13 @@ impl ClientMetrics {
                 connect: d(totals.errors.connect, before.errors.connect),
                 timeout: d(totals.errors.timeout, before.errors.timeout),
                 auth: d(totals.errors.auth, before.errors.auth),
+                read_only: d(totals.errors.read_only, before.errors.read_only),
+                busy: d(totals.errors.busy, before.errors.busy),
                 other: d(totals.errors.other, before.errors.other),
             },
             slow_operations: d(totals.slow_operations, before.slow_operations),
             circuit_rejections: d(totals.circuit_rejections, before.circuit_rejections),
+            overload_rejections: d(totals.overload_rejections, before.overload_rejections),
             connections_replaced: d(totals.connections_replaced, before.connections_replaced),
             fallbacks: d(totals.fallbacks, before.fallbacks),
             latency: summarize(&counts, elapsed),
@@ -213,7 +229,9 @@ pub struct IntervalMetrics {
     pub slow_operations: u64,
     /// Operations refused because the circuit was open.
     pub circuit_rejections: u64,
-    /// Connections replaced because they kept timing out.
+    /// Commands refused because their connection's queue was full.
+    pub overload_rejections: u64,
+    /// Connections replaced (half-open, died while idle, failover).
     pub connections_replaced: u64,
     /// Fallback values returned in place of Redis results.
     pub fallbacks: u64,
@@ -226,6 +244,7 @@ impl IntervalMetrics {
     pub fn is_empty(&self) -> bool {
         self.operations == 0
             && self.circuit_rejections == 0
+            && self.overload_rejections == 0
             && self.connections_replaced == 0
             && self.fallbacks == 0
     }
@@ -238,16 +257,20 @@ pub struct ErrorCounts {
     pub connect: u64,
     /// Deadlines missed.
     pub timeout: u64,
-    /// Credentials or ACL refusals.
+    /// Credentials refused.
     pub auth: u64,
-    /// Errors answered by a working server.
+    /// A replica answered a write (failover).
+    pub read_only: u64,
+    /// The server refused for now (BUSY, TRYAGAIN, OOM).
+    pub busy: u64,
+    /// Errors a retry cannot cure.
     pub other: u64,
 }
 
 impl ErrorCounts {
     /// All errors together.
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.auth + self.other
+        self.connect + self.timeout + self.auth + self.read_only + self.busy + self.other
     }
 }
 
@@ -266,6 +289,8 @@ pub struct MetricsSnapshot {
     pub slow_operations: u64,
     /// Operations refused without trying because the circuit was open.
     pub circuit_rejections: u64,
+    /// Commands refused because their connection's queue was full.
+    pub overload_rejections: u64,
     /// Connections replaced because they kept timing out (half-open).
     pub connections_replaced: u64,
     /// Fallback values returned in place of Redis results.
@@ -285,9 +310,12 @@ impl IntervalMetrics {
             (names::ERRORS_CONNECT, self.errors.connect),
             (names::ERRORS_TIMEOUT, self.errors.timeout),
             (names::ERRORS_AUTH, self.errors.auth),
+            (names::ERRORS_READ_ONLY, self.errors.read_only),
+            (names::ERRORS_BUSY, self.errors.busy),
             (names::ERRORS_OTHER, self.errors.other),
             (names::SLOW_OPERATIONS, self.slow_operations),
             (names::CIRCUIT_REJECTIONS, self.circuit_rejections),
+            (names::OVERLOAD_REJECTIONS, self.overload_rejections),
             (names::CONNECTIONS_REPLACED, self.connections_replaced),
             (names::FALLBACKS, self.fallbacks),
         ]

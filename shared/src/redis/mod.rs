@@ -8,7 +8,10 @@
 //! # Layout
 //!
 //! - [`client`]: [`RedisClient`] and [`RedisConn`]: connections, deadlines, half-open replacement.
+//! - `connect`: making connections (addresses, TLS, credentials, cluster detection).
+//! - [`credentials`]: credential providers: static, password file, ElastiCache IAM tokens.
 //! - `batch`: write batching of concurrent single commands on one multiplexed connection.
+//! - [`script`]: Lua scripts with one deadline, read-only scripts declared read-only.
 //! - [`breaker`]: the circuit breaker that fails fast while Redis is down.
 //! - [`error`]: [`RedisFailure`] and its kinds, classified by method.
 //! - [`metrics`]: operation and error counters, rolling latency percentiles.
@@ -20,14 +23,18 @@
 mod batch;
 pub mod breaker;
 pub mod client;
+mod connect;
+pub mod credentials;
 pub mod diagnostics;
 pub mod error;
 pub mod health;
 pub mod info;
 pub mod metrics;
 pub mod probe;
+pub mod script;
 
 pub use breaker::{CircuitSnapshot, CircuitState};
 pub use client::{PoolSnapshot, RedisClient, RedisConn};
 pub use error::{ErrorKind, RedisFailure};
 pub use health::{HealthCheck, HealthReport};
+pub use script::Script;

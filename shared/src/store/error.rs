@@ -94,13 +94,17 @@ impl StoreError {
     }
 }
 
-/// Every Redis failure is one a caller can retry: the server is down or slow
-/// (connect, timeout, open circuit), refuses the credentials (auth), or
-/// refuses the write for now (out of memory, read-only replica during a
-/// failover, busy script). Like every function's Redis failures it becomes a
-/// `503` with `Retry-After`, its kind kept for the caller and the logs.
+/// A Redis failure a retry can cure (the server is down or slow, refuses the
+/// credentials while they rotate, is a replica during a failover, is busy or
+/// out of memory; see [`RedisFailure::is_retryable`]) makes the store
+/// unavailable: `503` with `Retry-After`, its kind kept for the caller and
+/// the logs. Any other (a type error under our key, a script error, an ACL
+/// refusal) is a failure of the store: `500`, detail logged.
 impl From<RedisFailure> for StoreError {
     fn from(failure: RedisFailure) -> Self {
+        if !failure.is_retryable() {
+            return Self::failed("redis", failure.to_string());
+        }
         Self::Unavailable {
             backend: "redis",
             retry_after: failure.retry_after(),
@@ -195,11 +199,21 @@ mod tests {
         .into();
         assert!(down.is_unavailable());
         assert_eq!(down.retry_after(), Duration::from_secs(3));
-        let refused: StoreError = RedisFailure::unexpected("out of memory").into();
+        let oom = redis::RedisError::from(
+            match redis::parse_redis_value(
+                b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+            ) {
+                Ok(redis::Value::ServerError(e)) => e,
+                other => panic!("not an error reply: {other:?}"),
+            },
+        );
+        let refused: StoreError = RedisFailure::from(oom).into();
         assert!(
             refused.is_unavailable(),
-            "a refused write is retried later, not a 500"
+            "a write refused for lack of memory is retried later, not a 500"
         );
+        let bug: StoreError = RedisFailure::unexpected("a reply of the wrong shape").into();
+        assert!(!bug.is_unavailable(), "a bug is a 500, not a retry");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! ACL users: a user limited to one tenant's keys works for that tenant and
-//! is refused (as `auth`) elsewhere; a wrong password is `auth` and never shown.
+//! is refused elsewhere (`NOPERM`: `other`, which a retry cannot cure); a
+//! wrong password is `auth` and never shown.
 
 use shared::ErrorKind;
 use shared::blocks::keys::Tenant;
@@ -33,8 +34,8 @@ async fn a_tenant_scoped_user_works_for_its_tenant_and_is_refused_elsewhere() {
     );
 
     let err = set(&client, other.key("counter")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
-    assert!(!err.is_unavailable() || err.kind() == ErrorKind::Auth);
+    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert!(!err.is_unavailable() && !err.is_retryable());
     let exists: bool = redis::cmd("EXISTS")
         .arg(other.key("counter"))
         .query(&mut server.admin())

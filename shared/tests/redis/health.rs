@@ -25,7 +25,10 @@ async fn reports_real_server_values() {
     );
     assert_eq!(report.redis_mode.as_deref(), Some("standalone"));
     assert!(report.latency_ms > 0.0);
-    assert_eq!(report.pool.open, 1);
+    // The probe has a connection of its own, outside the pool: a probe
+    // never waits behind application commands.
+    assert_eq!(report.pool.open, 0);
+    assert_eq!(report.role.as_deref(), Some("master"));
 }
 
 #[tokio::test]
@@ -134,19 +137,24 @@ async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
         assert_eq!(report.connected_clients, Some(1));
         assert!(report.redis_version.is_some());
     }
-    // Every probe PINGs (redis-rs may add one of its own on connecting);
-    // INFO server and INFO clients were read by the first probe only.
+    // Every probe PINGs and reads its role (INFO replication); INFO server
+    // and INFO clients were read by the first probe only. The first
+    // connection also asked whether the server is a cluster (INFO cluster).
     let (pings, infos) = ping_and_info_calls(&server);
     assert!(pings >= 5, "{pings} PINGs");
-    assert_eq!(infos, 2);
+    assert_eq!(
+        infos,
+        1 + 5 + 2,
+        "topology, five roles, one read of the facts"
+    );
 
     // After the facts' age, the next probe reads them again.
     tokio::time::sleep(shared::redis::health::FACTS_MAX_AGE + Duration::from_millis(100)).await;
     assert!(health.check().await.is_healthy());
     assert_eq!(
         ping_and_info_calls(&server).1,
-        2 + 1 + 2,
-        "probe, this test, probe"
+        8 + 1 + 1 + 2,
+        "before, this test's INFO, the probe's role and facts"
     );
 
     // A failed probe forgets them: the restarted server is asked afresh.
@@ -165,7 +173,7 @@ async fn info_facts_are_reused_for_a_second_and_reread_after_a_failure() {
     assert!(report.redis_version.is_some());
     assert_eq!(
         ping_and_info_calls(&server).1,
-        2,
-        "the new server was asked for INFO"
+        1 + 2,
+        "the new server was asked for its role and its facts"
     );
 }

@@ -9,7 +9,7 @@ use crate::{ack, app_for, claim, patient, send, status, sync};
 const RULES: &str = "~ws:{clinic-a}:* resetchannels +@all -@dangerous +info";
 
 #[tokio::test]
-async fn a_user_limited_to_one_practice_serves_it_and_is_refused_as_auth_elsewhere() {
+async fn a_user_limited_to_one_practice_serves_it_and_answers_500_without_detail_elsewhere() {
     let redis = RedisServer::builder()
         .acl_user("clinic-a-sync", "clinic-a-password-123", RULES)
         .start();
@@ -44,9 +44,16 @@ async fn a_user_limited_to_one_practice_serves_it_and_is_refused_as_auth_elsewhe
 
     let before = redis.all_keys();
     let refused = sync(&app, "clinic-b", json!([patient("p1", "Ada")])).await;
-    refused.assert_error(503, "redis_unavailable");
-    assert_eq!(refused.body["error"]["type"], "auth", "{}", refused.text);
+    // NOPERM is a misconfiguration a retry cannot cure: 500, no Retry-After,
+    // no detail (issue 13's table).
+    refused.assert_error(500, "internal");
+    assert!(
+        refused.body["error"].get("type").is_none(),
+        "{}",
+        refused.text
+    );
     assert!(!refused.text.contains("clinic-a-password"));
+    assert!(!refused.text.contains("NOPERM"));
     assert_eq!(
         redis.all_keys(),
         before,

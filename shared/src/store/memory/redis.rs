@@ -23,8 +23,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::redis::Script;
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
 
 use super::{
     CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of, matches,

@@ -29,8 +29,9 @@
 
 use std::time::Duration;
 
+use crate::redis::Script;
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
 
 use super::{
     Appended, Event, GetSession, Session, SessionKey, SessionStore, State, StoreError, UserKey,
@@ -168,7 +169,10 @@ impl Keys {
     }
 }
 
-fn push_groups(inv: &mut redis::ScriptInvocation<'_>, groups: [&[(String, String)]; 3]) {
+fn push_groups(
+    inv: &mut crate::redis::script::ScriptInvocation<'_>,
+    groups: [&[(String, String)]; 3],
+) {
     for group in groups {
         inv.arg(group.len());
         for (k, v) in group {
@@ -238,7 +242,7 @@ impl RedisSessionStore {
             ttl,
             create: Script::new(CREATE),
             append: Script::new(APPEND),
-            get: Script::new(GET),
+            get: Script::read_only(GET),
         }
     }
 
