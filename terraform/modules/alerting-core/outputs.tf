@@ -37,7 +37,7 @@ output "gcp_prometheus_rules" {
       rules = [for k in sort(keys(local.gcp_alerts)) : {
         alert  = k
         expr   = local.gcp_alerts[k].query
-        for    = local.gcp_alerts[k].duration
+        "for"  = local.gcp_alerts[k].duration
         labels = { severity = lower(local.gcp_alerts[k].severity), route = local.gcp_alerts[k].route, tier = local.gcp_alerts[k].tier }
       }]
     }]
@@ -67,4 +67,14 @@ output "aws_notify" {
 output "aws_page_causes" {
   description = "Cause alarms that page unless the SLO page is open (ActionsSuppressor)."
   value       = local.aws_page_causes
+}
+
+output "gcp_ratios" {
+  description = "PromQL of each SLO's bad / total, by SLO and window (key slo@window), one series per function (label service)."
+  value       = local.gcp_ratio
+}
+
+output "gcp_own_matchers" {
+  description = "The label matchers that select this environment's series of the log-based metrics."
+  value       = local.gcp_own
 }
