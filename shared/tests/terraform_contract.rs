@@ -1683,13 +1683,14 @@ impl Scenario {
 // CloudWatch, offline: metric math over sliding windows, alarms, composites.
 
 /// A metric-math expression: numbers, metric ids, + - * /, comparisons,
-/// IF(cond, a, b), parentheses.
+/// IF(cond, a, b), FILL(metric, value), parentheses.
 #[derive(Debug, Clone)]
 enum Expr {
     Num(f64),
     Var(String),
     Bin(char, Box<Expr>, Box<Expr>),
     If(Box<Expr>, Box<Expr>, Box<Expr>),
+    Fill(Box<Expr>, Box<Expr>),
 }
 
 struct ExprParser<'a> {
@@ -1768,6 +1769,14 @@ impl<'a> ExprParser<'a> {
             assert_eq!(self.next(), ")");
             return e;
         }
+        if token == "FILL" {
+            assert_eq!(self.next(), "(");
+            let a = self.comparison();
+            assert_eq!(self.next(), ",");
+            let b = self.comparison();
+            assert_eq!(self.next(), ")");
+            return Expr::Fill(Box::new(a), Box::new(b));
+        }
         if token == "IF" {
             assert_eq!(self.next(), "(");
             let c = self.comparison();
@@ -1801,6 +1810,7 @@ fn eval_expr(e: &Expr, vars: &BTreeMap<String, Option<f64>>) -> Option<f64> {
                 _ => unreachable!(),
             })
         }
+        Expr::Fill(a, b) => eval_expr(a, vars).or_else(|| eval_expr(b, vars)),
         Expr::If(c, a, b) => {
             if eval_expr(c, vars)? != 0.0 {
                 eval_expr(a, vars)
@@ -1838,7 +1848,8 @@ fn metric_value(s: &Scenario, metric: &Value, period_min: i64, minute: i64) -> O
                 _ => return None,
             } as f64;
         }
-        return Some(total);
+        // Lambda publishes no datapoint for a count that stayed at zero.
+        return (total > 0.0).then_some(total);
     }
     if namespace != names::NAMESPACE {
         // ElastiCache and the like: not simulated.
@@ -2231,6 +2242,8 @@ fn the_cloudwatch_evaluator_follows_metric_math_and_missing_data() {
         Some(0.0)
     );
     assert_eq!(eval_expr(&e, &vars(None, Some(0.0), Some(0.0))), None);
+    let filled = ExprParser::parse("FILL(a, 0) + b");
+    assert_eq!(eval_expr(&filled, &vars(None, Some(2.0), None)), Some(2.0));
 
     // A 10-minute window over 100 operations a minute, minutes 10 to 14
     // failing entirely: above 10 % once two failing minutes are in the
@@ -2605,4 +2618,35 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
         },
     ];
     promtool_test(&catalogue, &s, &expects);
+}
+
+#[test]
+fn lambda_throttles_that_never_reach_the_code_page_through_the_platform_slo() {
+    let catalogue = catalogue();
+    // Healthy lines (the code sees only the invocations that ran), but
+    // Lambda throttles half of tebra_debug's requests from minute 60 to 75.
+    let mut s = outage(60, false);
+    for m in 0..s.minutes {
+        let healthy = synthetic_line(
+            "tebra_debug",
+            Traffic {
+                user_ok: 60,
+                probe_ok: 3,
+                redis_ops: 123,
+                ..Traffic::default()
+            },
+        );
+        s.lines.get_mut("tebra_debug").unwrap()[m].lines = vec![healthy];
+        s.probe_failing.get_mut("tebra_debug").unwrap()[m] = false;
+        let p = &mut s.platform.get_mut("tebra_debug").unwrap()[m];
+        p.invocations = 63;
+        p.throttles = if (60..75).contains(&m) { 63 } else { 0 };
+    }
+    let run = evaluate_aws(&catalogue, &s);
+    let own = &run.states["burn:tebra_debug-request_availability_fast"];
+    assert_eq!(first_alarm(own), None, "the code saw no failure");
+    let platform = &run.states["burn:tebra_debug-request_availability_platform_fast"];
+    let fired = first_alarm(platform).expect("the platform SLO burns on throttles");
+    assert!(fired <= 61, "{fired}");
+    assert_eq!(first_alarm(&run.states["page"]), Some(fired));
 }

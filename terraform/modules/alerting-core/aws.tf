@@ -25,7 +25,10 @@ locals {
         bad   = join(" + ", local.slos[pair[1]].bad)
         total = join(" + ", local.slos[pair[1]].total)
         } : {
-        # Lambda's own counts: a throttle is not an invocation.
+        # Lambda's own counts: a throttle is not an invocation. Lambda
+        # publishes no datapoint for a count that stayed at zero in a
+        # period: FILL makes it 0 instead of missing (missing would make
+        # the whole ratio missing, and the burn never fire).
         metrics = [
           for id, name in { errors = "Errors", throttles = "Throttles", invocations = "Invocations" } : {
             id                     = id
@@ -35,8 +38,8 @@ locals {
             stat                   = "Sum"
           }
         ]
-        bad   = "errors + throttles"
-        total = "invocations + throttles"
+        bad   = "FILL(errors, 0) + FILL(throttles, 0)"
+        total = "FILL(invocations, 0) + FILL(throttles, 0)"
       }
     )
   }
