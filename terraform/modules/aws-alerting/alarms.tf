@@ -22,8 +22,11 @@
 module "core" {
   source = "../alerting-core"
 
-  environment                 = var.environment
-  pager_required_environments = var.pager_required_environments
+  environment = var.environment
+  # This module's own validation of var.pagerduty_endpoint refuses an environment of
+  # var.pager_required_environments without a pager (one error, on the
+  # variable the user sets).
+  pager_required_environments = []
   # Whether an endpoint is set is not a secret (the URL is).
   pager_configured = nonsensitive(var.pagerduty_endpoint != null)
   functions = {

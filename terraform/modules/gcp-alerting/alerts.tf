@@ -16,8 +16,11 @@
 module "core" {
   source = "../alerting-core"
 
-  environment                 = var.environment
-  pager_required_environments = var.pager_required_environments
+  environment = var.environment
+  # This module's own validation of var.pagerduty_service_key refuses an environment of
+  # var.pager_required_environments without a pager (one error, on the
+  # variable the user sets).
+  pager_required_environments = []
   # Whether a key is set is not a secret (the key is).
   pager_configured = nonsensitive(var.pagerduty_service_key != null)
   functions = {
