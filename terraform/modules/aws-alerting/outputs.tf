@@ -1,15 +1,10 @@
 output "alarms" {
-  description = "Every alarm that notifies: its name by a readable key (composite alarms for the multi-window ones)."
+  description = "Every alarm that notifies or pages: its name by a readable key (composite alarms for the multi-window ones)."
   value = merge(
-    { for k, a in aws_cloudwatch_composite_alarm.error_burn : "redis_error_budget_burn_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.connection_errors : "redis_connection_errors_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.latency_p99 : "redis_latency_p99_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_composite_alarm.slow_operations : "redis_slow_operations_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.function_5xx : "function_5xx_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.redis_health_probe : "redis_health_probe_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.redis_memory : "redis_memory_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.redis_clients : "redis_clients_${k}" => a.alarm_name },
-    { for k, a in aws_cloudwatch_metric_alarm.redis_evictions : "redis_evictions_${k}" => a.alarm_name },
+    { slo_page = aws_cloudwatch_composite_alarm.slo_page.alarm_name, probe_page = aws_cloudwatch_composite_alarm.probe_page.alarm_name },
+    { for k, a in aws_cloudwatch_composite_alarm.slo_burn : "slo_burn_${k}" => a.alarm_name },
+    { for k, a in aws_cloudwatch_metric_alarm.notify : k => a.alarm_name },
+    { for k, a in aws_cloudwatch_composite_alarm.page_cause : k => a.alarm_name },
   )
 }
 
@@ -21,4 +16,9 @@ output "health_checks" {
 output "topics" {
   description = "SNS topic ARNs of the routes: page, notify, and probe_page (us-east-1)."
   value       = local.topics
+}
+
+output "dashboard" {
+  description = "The dashboard's name."
+  value       = aws_cloudwatch_dashboard.redis_functions.dashboard_name
 }

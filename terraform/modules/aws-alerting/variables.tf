@@ -8,11 +8,23 @@ variable "name_prefix" {
   }
 }
 
+variable "environment" {
+  description = "The environment these alarms watch (production, staging, ...): the functions' DEPLOY_ENVIRONMENT, written as `environment` on the metrics line and a dimension of every metric the alarms read from it. One module instance per environment."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,31}$", var.environment))
+    error_message = "environment is 1 to 32 lowercase letters, digits or hyphens, starting with a letter (e.g. production)."
+  }
+}
+
 variable "functions" {
-  description = "The functions to watch, by crate name (tebra_debug, ...): the public HTTPS host that serves each one (a Lambda Function URL or API Gateway host) and the path before /redis-health (an API Gateway stage such as /prod, or empty)."
+  description = "The functions of this environment, by crate name (tebra_debug, ...): the public HTTPS host that serves each one (a Lambda Function URL or API Gateway host), the path before /redis-health (an API Gateway stage such as /prod, or empty), the Lambda function's name (default: the crate name) and its reserved concurrency (null: none)."
   type = map(object({
-    host        = string
-    path_prefix = optional(string, "")
+    host                 = string
+    path_prefix          = optional(string, "")
+    lambda_function      = optional(string)
+    reserved_concurrency = optional(number)
   }))
 
   validation {
@@ -61,7 +73,7 @@ variable "notification_emails" {
 }
 
 variable "pagerduty_endpoint" {
-  description = "PagerDuty's CloudWatch integration URL (https://events.pagerduty.com/integration/<key>/enqueue), subscribed to the page route. Null: no PagerDuty."
+  description = "PagerDuty's CloudWatch integration URL (https://events.pagerduty.com/integration/<key>/enqueue), subscribed to the page routes. Required in pager_required_environments; elsewhere null sends pages to email (and Slack)."
   type        = string
   default     = null
   sensitive   = true
@@ -69,6 +81,10 @@ variable "pagerduty_endpoint" {
   validation {
     condition     = var.pagerduty_endpoint == null || can(regex("^https://", var.pagerduty_endpoint))
     error_message = "pagerduty_endpoint must be an https URL."
+  }
+  validation {
+    condition     = var.pagerduty_endpoint != null || !contains(var.pager_required_environments, var.environment)
+    error_message = "This environment requires a pager: set pagerduty_endpoint (TF_VAR_pagerduty_endpoint from a secret store). Pages must not silently become e-mail."
   }
 }
 
@@ -86,19 +102,38 @@ variable "slack" {
   }
 }
 
-variable "availability_objective" {
-  description = "Share of Redis operations that must succeed (the error budget is 1 minus this)."
+variable "pager_required_environments" {
+  description = "Environments that must page through PagerDuty: planning one of them without pagerduty_endpoint fails."
+  type        = list(string)
+  default     = ["production"]
+}
+
+variable "request_availability_objective" {
+  description = "Share of user requests (probe routes excluded) that must not fail (no 5xx; no Lambda error or throttle)."
   type        = number
   default     = 0.999
+}
 
-  validation {
-    condition     = var.availability_objective >= 0.9 && var.availability_objective < 1
-    error_message = "availability_objective must be at least 0.9 and below 1 (e.g. 0.999)."
-  }
+variable "request_latency_objective" {
+  description = "Share of user requests that must be faster than the code's http_slow_threshold_ms."
+  type        = number
+  default     = 0.99
+}
+
+variable "redis_availability_objective" {
+  description = "Share of Redis operations that must succeed (breaker rejections count as failed)."
+  type        = number
+  default     = 0.999
+}
+
+variable "redis_latency_objective" {
+  description = "Share of Redis operations that must be faster than 100 ms."
+  type        = number
+  default     = 0.99
 }
 
 variable "burn_rate_tiers" {
-  description = "Multi-window burn-rate alarms on the Redis error ratio, windows in seconds: each fires when both windows burn the error budget faster than factor. page tiers go to the page route."
+  description = "Multi-window, multi-burn-rate tiers (windows in seconds). Defaults: the SRE Workbook's 14.4x over 1h and 5m, 6x over 6h and 30m (page), 1x over 3d and 6h (ticket; CloudWatch evaluates up to 7 days when the period is an hour or more)."
   type = map(object({
     long_window_seconds  = number
     short_window_seconds = number
@@ -106,77 +141,52 @@ variable "burn_rate_tiers" {
     page                 = bool
   }))
   default = {
-    fast = { long_window_seconds = 3600, short_window_seconds = 300, factor = 14.4, page = true }
-    slow = { long_window_seconds = 21600, short_window_seconds = 1800, factor = 6, page = true }
-    drip = { long_window_seconds = 86400, short_window_seconds = 7200, factor = 3, page = false }
+    fast   = { long_window_seconds = 3600, short_window_seconds = 300, factor = 14.4, page = true }
+    slow   = { long_window_seconds = 21600, short_window_seconds = 1800, factor = 6, page = true }
+    ticket = { long_window_seconds = 259200, short_window_seconds = 21600, factor = 1, page = false }
   }
 
   validation {
     condition = alltrue([for t in values(var.burn_rate_tiers) :
       t.long_window_seconds % 60 == 0 && t.short_window_seconds % 60 == 0 &&
-      t.long_window_seconds <= 86400 && t.short_window_seconds < t.long_window_seconds && t.factor >= 1
+      t.short_window_seconds < t.long_window_seconds && t.long_window_seconds <= 604800 && t.factor >= 1
     ])
-    error_message = "windows are multiples of 60 s, the long one at most a day and longer than the short one; factor is at least 1."
+    error_message = "windows are whole minutes, the short one shorter than the long one, at most 7 days; factor is at least 1."
   }
 }
 
-variable "connection_error_burst" {
-  description = "Connection errors of one function within 5 minutes that raise the burst alarm."
+variable "connection_error_ratio_threshold" {
+  description = "Connection errors over Redis operations (environment-wide, 5 minutes) that raise the connection-errors cause alarm."
   type        = number
-  default     = 20
-
-  validation {
-    condition     = var.connection_error_burst >= 1
-    error_message = "connection_error_burst must be at least 1."
-  }
+  default     = 0.05
 }
 
 variable "latency_p99_threshold_ms" {
-  description = "Alarm when the reported p99 Redis round-trip time stays above this for 15 minutes."
+  description = "The p99 cause alarm's threshold: one of 10, 25, 50, 100, 250, 1000 ms (the bounds the code counts)."
   type        = number
   default     = 50
-
-  validation {
-    condition     = var.latency_p99_threshold_ms > 0 && var.latency_p99_threshold_ms <= 10000
-    error_message = "latency_p99_threshold_ms must be between 0 and 10000."
-  }
 }
 
-variable "latency_objective" {
-  description = "Share of Redis operations that must be faster than 100 ms (the slow-operation threshold written by the code)."
+variable "heartbeat_minutes" {
+  description = "Minutes without a metrics line from a function that raise the heartbeat alarm."
   type        = number
-  default     = 0.99
-
-  validation {
-    condition     = var.latency_objective >= 0.5 && var.latency_objective < 1
-    error_message = "latency_objective must be at least 0.5 and below 1 (e.g. 0.99)."
-  }
+  default     = 15
 }
 
-variable "latency_burn_factor" {
-  description = "The slow-operation alarm fires when the slow share burns the latency budget this many times too fast, over 1 hour and 5 minutes."
+variable "instance_ratio_threshold" {
+  description = "Concurrent executions over reserved concurrency (or the account limit) above which the saturation alarm notifies."
   type        = number
-  default     = 6
-
-  validation {
-    condition     = var.latency_burn_factor >= 1
-    error_message = "latency_burn_factor must be at least 1."
-  }
+  default     = 0.8
 }
 
-variable "http_5xx_ratio_threshold" {
-  description = "Share of a function's responses that are 5xx, over 5 minutes, that raises the 5xx alarm."
+variable "account_concurrency_limit" {
+  description = "The account's Lambda concurrency limit in the region."
   type        = number
-  default     = 0.05
-
-  validation {
-    condition     = var.http_5xx_ratio_threshold > 0 && var.http_5xx_ratio_threshold < 1
-    error_message = "http_5xx_ratio_threshold must be between 0 and 1."
-  }
+  default     = 1000
 }
 
 variable "elasticache_nodes" {
-  description = "ElastiCache node ids (CacheClusterId, e.g. redis-main-001) whose memory, connections and evictions are watched. Empty: no ElastiCache alarms."
+  description = "ElastiCache node ids (CacheClusterId, e.g. redis-main-001) whose memory, CPU, connections and evictions are watched. Empty: no ElastiCache alarms."
   type        = list(string)
   default     = []
 
@@ -186,48 +196,40 @@ variable "elasticache_nodes" {
   }
 }
 
-variable "redis_memory_percent_threshold" {
-  description = "Alarm when DatabaseMemoryUsagePercentage stays above this for 10 minutes."
+variable "redis_memory_warn_ratio" {
+  description = "DatabaseMemoryUsagePercentage / 100 that notifies after 10 minutes."
   type        = number
-  default     = 85
+  default     = 0.85
+}
 
-  validation {
-    condition     = var.redis_memory_percent_threshold > 50 && var.redis_memory_percent_threshold < 100
-    error_message = "redis_memory_percent_threshold must be between 50 and 100."
-  }
+variable "redis_memory_page_ratio" {
+  description = "DatabaseMemoryUsagePercentage / 100 that pages after 5 minutes (suppressed while the SLO page is in ALARM)."
+  type        = number
+  default     = 0.95
+}
+
+variable "redis_cpu_ratio_threshold" {
+  description = "EngineCPUUtilization / 100 that notifies after 15 minutes."
+  type        = number
+  default     = 0.8
 }
 
 variable "redis_max_clients" {
   description = "maxclients of the ElastiCache nodes (65000 unless changed)."
   type        = number
   default     = 65000
-
-  validation {
-    condition     = var.redis_max_clients >= 1
-    error_message = "redis_max_clients must be positive."
-  }
 }
 
 variable "redis_clients_ratio_threshold" {
-  description = "Alarm when CurrConnections exceeds this share of redis_max_clients."
+  description = "CurrConnections over maxclients that pages (suppressed while the SLO page is in ALARM)."
   type        = number
   default     = 0.8
-
-  validation {
-    condition     = var.redis_clients_ratio_threshold > 0 && var.redis_clients_ratio_threshold < 1
-    error_message = "redis_clients_ratio_threshold must be between 0 and 1."
-  }
 }
 
-variable "redis_evictions_per_5m" {
-  description = "Alarm when more keys than this are evicted in 5 minutes, twice in a row."
+variable "redis_evictions_per_second" {
+  description = "Evictions per second (over 5 minutes, twice) that notify."
   type        = number
-  default     = 100
-
-  validation {
-    condition     = var.redis_evictions_per_5m >= 0
-    error_message = "redis_evictions_per_5m must not be negative."
-  }
+  default     = 1
 }
 
 variable "tags" {

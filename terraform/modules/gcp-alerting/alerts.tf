@@ -1,89 +1,76 @@
-# Alert policies. Every policy carries a severity (CRITICAL pages, WARNING
-# notifies), the notification channels of its route, a runbook link under
+# Alert policies. The expressions come from alerting-core (PromQL, the same
+# text promtool evaluates offline: terraform/tests/rendered/gcp-rules.yaml).
+# Every policy carries a severity (CRITICAL pages, WARNING notifies), the
+# channels of its route, the environment as a label, a runbook link under
 # var.runbook_base_url (files in terraform/runbooks/) and auto-close.
 #
-# The queries read the log-based metrics of metrics.tf (PromQL names
-# logging_googleapis_com:user_<field>_sum), the uptime checks below, and
-# Memorystore's own metrics. shared/tests/terraform_contract.rs fails when a
-# query reads a field the functions do not write.
+# What groups incidents: Cloud Monitoring opens one incident per policy,
+# condition and time series, and has no suppression between policies. So
+# the page is one policy per environment whose query counts every burning
+# page tier of every SLO and every failing probe into ONE series: one cause
+# hitting every function opens one incident. The cause policies that page
+# (Memorystore memory, clients) end in `unless on() (<the same union>)`, so
+# they are silent while it is open. The burn policies per SLO and tier
+# notify (they name the function and the SLO), the ticket tier too.
+
+module "core" {
+  source = "../alerting-core"
+
+  environment = var.environment
+  # This module's own validation of var.pagerduty_service_key refuses an environment of
+  # var.pager_required_environments without a pager (one error, on the
+  # variable the user sets).
+  pager_required_environments = []
+  # Whether a key is set is not a secret (the key is).
+  pager_configured = nonsensitive(var.pagerduty_service_key != null)
+  functions = {
+    for name, f in var.functions : name => {
+      cloud_run_service = f.cloud_run_service
+      max_instances     = f.max_instances
+      uptime_check_id   = google_monitoring_uptime_check_config.redis_health[name].uptime_check_id
+    }
+  }
+  request_availability_objective   = var.request_availability_objective
+  request_latency_objective        = var.request_latency_objective
+  redis_availability_objective     = var.redis_availability_objective
+  redis_latency_objective          = var.redis_latency_objective
+  burn_rate_tiers                  = var.burn_rate_tiers
+  connection_error_ratio_threshold = var.connection_error_ratio_threshold
+  latency_p99_threshold_ms         = var.latency_p99_threshold_ms
+  heartbeat_minutes                = var.heartbeat_minutes
+  instance_ratio_threshold         = var.instance_ratio_threshold
+  memorystore_project              = var.project_id
+  memorystore_region               = var.memorystore_region
+  memorystore_instances            = var.memorystore_instances
+  redis_memory_warn_ratio          = var.redis_memory_warn_ratio
+  redis_memory_page_ratio          = var.redis_memory_page_ratio
+  redis_cpu_ratio_threshold        = var.redis_cpu_ratio_threshold
+  redis_max_clients                = var.redis_max_clients
+  redis_clients_ratio_threshold    = var.redis_clients_ratio_threshold
+  redis_evictions_per_second       = var.redis_evictions_per_second
+}
 
 locals {
-  error_budget   = 1 - var.availability_objective
-  latency_budget = 1 - var.latency_objective
-
-  memorystore_filter = length(var.memorystore_instances) == 0 ? "" : join(" OR ", [
-    for id in var.memorystore_instances : "resource.label.instance_id=\"${id}\""
-  ])
+  page_alerts   = { for k, a in module.core.gcp_alerts : k => a if a.route == "page" }
+  notify_alerts = { for k, a in module.core.gcp_alerts : k => a if a.route != "page" }
 }
 
-# --- Redis error ratio: multi-window burn rate against the availability objective.
+# --- What pages: the environment's SLO page, and the cause alerts that page
+# unless it is open.
 
-resource "google_monitoring_alert_policy" "redis_error_budget_burn" {
-  for_each = var.burn_rate_tiers
+resource "google_monitoring_alert_policy" "page" {
+  for_each = local.page_alerts
 
   project      = var.project_id
-  display_name = "Redis error budget burn (${each.key}): errors over ${each.value.long_window} and ${each.value.short_window} above ${each.value.factor}x budget"
-  combiner     = "OR"
-  severity     = each.value.page ? "CRITICAL" : "WARNING"
-
-  conditions {
-    display_name = "error ratio > ${each.value.factor} x ${local.error_budget} over ${each.value.long_window} and ${each.value.short_window}"
-    condition_prometheus_query_language {
-      query               = <<-EOT
-        (
-          sum by (service) (rate(logging_googleapis_com:user_redis_errors_sum[${each.value.long_window}]))
-          /
-          sum by (service) (rate(logging_googleapis_com:user_redis_operations_sum[${each.value.long_window}]))
-        ) > ${each.value.factor * local.error_budget}
-        and
-        (
-          sum by (service) (rate(logging_googleapis_com:user_redis_errors_sum[${each.value.short_window}]))
-          /
-          sum by (service) (rate(logging_googleapis_com:user_redis_operations_sum[${each.value.short_window}]))
-        ) > ${each.value.factor * local.error_budget}
-      EOT
-      duration            = "0s"
-      evaluation_interval = "60s"
-    }
-  }
-
-  notification_channels = each.value.page ? local.routes.page : local.routes.notify
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "Redis error budget burning (${each.key}) in $${metric.label.service}"
-    mime_type = "text/markdown"
-    content   = "Redis operations of a function fail fast enough to spend the error budget of the ${var.availability_objective} availability objective ${each.value.factor} times too fast. Runbook: ${var.runbook_base_url}/redis-error-budget-burn.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-error-budget-burn.md"
-    }
-  }
-
-  user_labels = {
-    severity = each.value.page ? "critical" : "warning"
-    signal   = "redis-errors"
-  }
-
-  depends_on = [google_logging_metric.count]
-}
-
-# --- Bursts of connection errors (Redis unreachable, refused, TLS, DNS).
-
-resource "google_monitoring_alert_policy" "redis_connection_errors" {
-  project      = var.project_id
-  display_name = "Redis connection errors: more than ${var.connection_error_burst} in 5 minutes"
+  display_name = each.value.name
   combiner     = "OR"
   severity     = "CRITICAL"
 
   conditions {
-    display_name = "redis_errors_connect > ${var.connection_error_burst} in 5m"
+    display_name = each.value.name
     condition_prometheus_query_language {
-      query               = "sum by (service) (increase(logging_googleapis_com:user_redis_errors_connect_sum[5m])) > ${var.connection_error_burst}"
-      duration            = "0s"
+      query               = each.value.query
+      duration            = each.value.duration
       evaluation_interval = "60s"
     }
   }
@@ -95,37 +82,41 @@ resource "google_monitoring_alert_policy" "redis_connection_errors" {
   }
 
   documentation {
-    subject   = "Redis connection errors in $${metric.label.service}"
+    subject   = each.value.name
     mime_type = "text/markdown"
-    content   = "A function cannot connect to Redis. Runbook: ${var.runbook_base_url}/redis-connection-errors.md"
+    content   = "${each.value.summary} Runbook (start with its five-minute triage): ${var.runbook_base_url}/${each.value.runbook}"
     links {
       display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-connection-errors.md"
+      url          = "${var.runbook_base_url}/${each.value.runbook}"
     }
   }
 
   user_labels = {
-    severity = "critical"
-    signal   = "redis-connect"
+    severity    = "critical"
+    environment = var.environment
+    tier        = each.value.tier
+    alert       = replace(each.key, "_", "-")
   }
 
   depends_on = [google_logging_metric.count]
 }
 
-# --- Latency: the reported p99, and the share of slow operations.
+# --- What notifies: the burn of each SLO and tier (per function), the ticket
+# tier, and the causes.
 
-resource "google_monitoring_alert_policy" "redis_latency_p99" {
+resource "google_monitoring_alert_policy" "notify" {
+  for_each = local.notify_alerts
+
   project      = var.project_id
-  display_name = "Redis latency: p99 above ${var.latency_p99_threshold_ms} ms for 15 minutes"
+  display_name = each.value.name
   combiner     = "OR"
   severity     = "WARNING"
 
   conditions {
-    display_name = "mean reported p99 > ${var.latency_p99_threshold_ms} ms"
+    display_name = each.value.name
     condition_prometheus_query_language {
-      # The mean, over 5 minutes, of the p99 each instance reports per interval.
-      query               = "sum by (service) (rate(logging_googleapis_com:user_redis_latency_p99_ms_sum[5m])) / sum by (service) (rate(logging_googleapis_com:user_redis_latency_p99_ms_count[5m])) > ${var.latency_p99_threshold_ms}"
-      duration            = "900s"
+      query               = each.value.query
+      duration            = each.value.duration
       evaluation_interval = "60s"
     }
   }
@@ -137,122 +128,33 @@ resource "google_monitoring_alert_policy" "redis_latency_p99" {
   }
 
   documentation {
-    subject   = "Redis p99 latency high in $${metric.label.service}"
+    subject   = each.value.name
     mime_type = "text/markdown"
-    content   = "Redis round trips of a function are slow. Runbook: ${var.runbook_base_url}/redis-latency.md"
+    content   = "${each.value.summary} Runbook (start with its five-minute triage): ${var.runbook_base_url}/${each.value.runbook}"
     links {
       display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-latency.md"
+      url          = "${var.runbook_base_url}/${each.value.runbook}"
     }
   }
 
   user_labels = {
-    severity = "warning"
-    signal   = "redis-latency"
-  }
-
-  depends_on = [google_logging_metric.latency]
-}
-
-resource "google_monitoring_alert_policy" "redis_slow_operations" {
-  project      = var.project_id
-  display_name = "Redis latency objective: slow operations burn the budget ${var.latency_burn_factor}x too fast"
-  combiner     = "OR"
-  severity     = "CRITICAL"
-
-  conditions {
-    display_name = "slow share > ${var.latency_burn_factor} x ${local.latency_budget} over 1h and 5m"
-    condition_prometheus_query_language {
-      query               = <<-EOT
-        (
-          sum by (service) (rate(logging_googleapis_com:user_redis_slow_operations_sum[1h]))
-          /
-          sum by (service) (rate(logging_googleapis_com:user_redis_operations_sum[1h]))
-        ) > ${var.latency_burn_factor * local.latency_budget}
-        and
-        (
-          sum by (service) (rate(logging_googleapis_com:user_redis_slow_operations_sum[5m]))
-          /
-          sum by (service) (rate(logging_googleapis_com:user_redis_operations_sum[5m]))
-        ) > ${var.latency_burn_factor * local.latency_budget}
-      EOT
-      duration            = "0s"
-      evaluation_interval = "60s"
-    }
-  }
-
-  notification_channels = local.routes.page
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "Too many slow Redis operations in $${metric.label.service}"
-    mime_type = "text/markdown"
-    content   = "More Redis operations than the ${var.latency_objective} latency objective allows take 100 ms or longer. Runbook: ${var.runbook_base_url}/redis-latency.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-latency.md"
-    }
-  }
-
-  user_labels = {
-    severity = "critical"
-    signal   = "redis-latency"
+    severity    = "warning"
+    environment = var.environment
+    tier        = each.value.tier
+    alert       = replace(each.key, "_", "-")
   }
 
   depends_on = [google_logging_metric.count]
 }
 
-# --- Function 5xx responses.
-
-resource "google_monitoring_alert_policy" "function_5xx" {
-  project      = var.project_id
-  display_name = "Function 5xx responses above ${var.http_5xx_ratio_threshold * 100}%"
-  combiner     = "OR"
-  severity     = "CRITICAL"
-
-  conditions {
-    display_name = "5xx share > ${var.http_5xx_ratio_threshold} over 5m"
-    condition_prometheus_query_language {
-      query               = "sum by (service) (rate(logging_googleapis_com:user_http_responses_5xx_sum[5m])) / sum by (service) (rate(logging_googleapis_com:user_http_requests_sum[5m])) > ${var.http_5xx_ratio_threshold}"
-      duration            = "300s"
-      evaluation_interval = "60s"
-    }
-  }
-
-  notification_channels = local.routes.page
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "5xx responses from $${metric.label.service}"
-    mime_type = "text/markdown"
-    content   = "A function answers too many requests with 5xx. Runbook: ${var.runbook_base_url}/function-5xx.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/function-5xx.md"
-    }
-  }
-
-  user_labels = {
-    severity = "critical"
-    signal   = "http-5xx"
-  }
-
-  depends_on = [google_logging_metric.count]
-}
-
-# --- Black-box probe of each function's /redis-health.
+# --- Black-box probe of each function's /redis-health. Its failure is part
+# of the SLO page; this policy names the function (notify).
 
 resource "google_monitoring_uptime_check_config" "redis_health" {
   for_each = var.functions
 
   project      = var.project_id
-  display_name = "${each.key} /redis-health"
+  display_name = "${var.environment} ${each.key} /redis-health"
   timeout      = "10s"
   period       = var.uptime_check_period
 
@@ -279,15 +181,20 @@ resource "google_monitoring_uptime_check_config" "redis_health" {
       host       = each.value.host
     }
   }
+
+  user_labels = {
+    environment = var.environment
+    function    = each.key
+  }
 }
 
 resource "google_monitoring_alert_policy" "redis_health_probe" {
   for_each = var.functions
 
   project      = var.project_id
-  display_name = "${each.key}: /redis-health failing from several regions"
+  display_name = "${var.environment}: ${each.key} /redis-health failing from several regions"
   combiner     = "OR"
-  severity     = "CRITICAL"
+  severity     = "WARNING"
 
   conditions {
     display_name = "uptime check ${each.key} /redis-health failed"
@@ -308,16 +215,16 @@ resource "google_monitoring_alert_policy" "redis_health_probe" {
     }
   }
 
-  notification_channels = local.routes.page
+  notification_channels = local.routes.notify
 
   alert_strategy {
     auto_close = var.auto_close
   }
 
   documentation {
-    subject   = "${each.key} /redis-health is failing"
+    subject   = "${var.environment}: ${each.key} /redis-health is failing"
     mime_type = "text/markdown"
-    content   = "The black-box probe of ${each.key} (https://${each.value.host}/redis-health) fails from more than one region. Runbook: ${var.runbook_base_url}/redis-health-probe.md"
+    content   = "The black-box probe of ${each.key} (https://${each.value.host}/redis-health) fails from more than one region. It pages through the environment's SLO page; this notification names the function. Runbook: ${var.runbook_base_url}/redis-health-probe.md"
     links {
       display_name = "Runbook"
       url          = "${var.runbook_base_url}/redis-health-probe.md"
@@ -325,168 +232,9 @@ resource "google_monitoring_alert_policy" "redis_health_probe" {
   }
 
   user_labels = {
-    severity = "critical"
-    signal   = "redis-health"
-    function = each.key
-  }
-}
-
-# --- Memorystore itself.
-
-resource "google_monitoring_alert_policy" "redis_memory" {
-  count = length(var.memorystore_instances) == 0 ? 0 : 1
-
-  project      = var.project_id
-  display_name = "Memorystore memory usage above ${var.redis_memory_ratio_threshold * 100}%"
-  combiner     = "OR"
-  severity     = "WARNING"
-
-  conditions {
-    display_name = "memory usage ratio > ${var.redis_memory_ratio_threshold}"
-    condition_threshold {
-      filter          = "resource.type=\"redis_instance\" AND metric.type=\"redis.googleapis.com/stats/memory/usage_ratio\" AND (${local.memorystore_filter})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.redis_memory_ratio_threshold
-      duration        = "600s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  notification_channels = local.routes.notify
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "Memorystore memory pressure"
-    mime_type = "text/markdown"
-    content   = "A Memorystore instance is close to maxmemory. Runbook: ${var.runbook_base_url}/redis-memory-pressure.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-memory-pressure.md"
-    }
-  }
-
-  user_labels = {
-    severity = "warning"
-    signal   = "redis-memory"
-  }
-}
-
-resource "google_monitoring_alert_policy" "redis_clients" {
-  count = length(var.memorystore_instances) == 0 ? 0 : 1
-
-  project      = var.project_id
-  display_name = "Memorystore connected clients near maxclients, or connections rejected"
-  combiner     = "OR"
-  severity     = "CRITICAL"
-
-  conditions {
-    display_name = "connected clients > ${var.redis_clients_ratio_threshold} x ${var.redis_max_clients}"
-    condition_threshold {
-      filter          = "resource.type=\"redis_instance\" AND metric.type=\"redis.googleapis.com/clients/connected\" AND (${local.memorystore_filter})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = floor(var.redis_clients_ratio_threshold * var.redis_max_clients)
-      duration        = "300s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  conditions {
-    display_name = "connections rejected (maxclients reached)"
-    condition_threshold {
-      filter          = "resource.type=\"redis_instance\" AND metric.type=\"redis.googleapis.com/stats/reject_connections_count\" AND (${local.memorystore_filter})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_DELTA"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  notification_channels = local.routes.page
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "Memorystore clients near the limit"
-    mime_type = "text/markdown"
-    content   = "A Memorystore instance has nearly as many clients as maxclients allows, or is refusing connections. Runbook: ${var.runbook_base_url}/redis-connected-clients.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-connected-clients.md"
-    }
-  }
-
-  user_labels = {
-    severity = "critical"
-    signal   = "redis-clients"
-  }
-}
-
-resource "google_monitoring_alert_policy" "redis_evictions" {
-  count = length(var.memorystore_instances) == 0 ? 0 : 1
-
-  project      = var.project_id
-  display_name = "Memorystore evicting keys faster than ${var.redis_evictions_per_second}/s"
-  combiner     = "OR"
-  severity     = "WARNING"
-
-  conditions {
-    display_name = "evicted keys per second > ${var.redis_evictions_per_second}"
-    condition_threshold {
-      filter          = "resource.type=\"redis_instance\" AND metric.type=\"redis.googleapis.com/stats/evicted_keys\" AND (${local.memorystore_filter})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.redis_evictions_per_second
-      duration        = "600s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_RATE"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  notification_channels = local.routes.notify
-
-  alert_strategy {
-    auto_close = var.auto_close
-  }
-
-  documentation {
-    subject   = "Memorystore evictions"
-    mime_type = "text/markdown"
-    content   = "A Memorystore instance is evicting keys: sessions and queued work may be lost. Runbook: ${var.runbook_base_url}/redis-evictions.md"
-    links {
-      display_name = "Runbook"
-      url          = "${var.runbook_base_url}/redis-evictions.md"
-    }
-  }
-
-  user_labels = {
-    severity = "warning"
-    signal   = "redis-evictions"
+    severity    = "warning"
+    environment = var.environment
+    tier        = "cause"
+    function    = each.key
   }
 }

@@ -1,12 +1,13 @@
 # Notification channels and routing. Two routes:
-#   page   - CRITICAL alerts: PagerDuty (or email when no PagerDuty key), plus Slack.
+#   page   - CRITICAL alerts: PagerDuty, plus Slack. Without a PagerDuty key (refused
+#            in pager_required_environments, e.g. production) email, plus Slack.
 #   notify - WARNING alerts: email, plus Slack.
 
 resource "google_monitoring_notification_channel" "email" {
   for_each = toset(var.notification_emails)
 
   project      = var.project_id
-  display_name = "Redis functions: ${each.value}"
+  display_name = "Redis functions (${var.environment}): ${each.value}"
   type         = "email"
   labels = {
     email_address = each.value
@@ -17,7 +18,7 @@ resource "google_monitoring_notification_channel" "slack" {
   count = var.slack_channel_name == null ? 0 : 1
 
   project      = var.project_id
-  display_name = "Redis functions: Slack ${var.slack_channel_name}"
+  display_name = "Redis functions (${var.environment}): Slack ${var.slack_channel_name}"
   type         = "slack"
   labels = {
     channel_name = var.slack_channel_name
@@ -39,7 +40,7 @@ resource "google_monitoring_notification_channel" "pagerduty" {
   count = nonsensitive(var.pagerduty_service_key != null) ? 1 : 0
 
   project      = var.project_id
-  display_name = "Redis functions: PagerDuty on-call"
+  display_name = "Redis functions (${var.environment}): PagerDuty on-call"
   type         = "pagerduty"
   sensitive_labels {
     service_key = var.pagerduty_service_key

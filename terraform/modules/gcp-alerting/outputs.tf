@@ -1,17 +1,9 @@
 output "alert_policies" {
   description = "Every alert policy created: its id by a readable key."
   value = merge(
-    { for k, p in google_monitoring_alert_policy.redis_error_budget_burn : "redis_error_budget_burn_${k}" => p.id },
-    {
-      redis_connection_errors = google_monitoring_alert_policy.redis_connection_errors.id
-      redis_latency_p99       = google_monitoring_alert_policy.redis_latency_p99.id
-      redis_slow_operations   = google_monitoring_alert_policy.redis_slow_operations.id
-      function_5xx            = google_monitoring_alert_policy.function_5xx.id
-    },
+    { for k, p in google_monitoring_alert_policy.page : k => p.id },
+    { for k, p in google_monitoring_alert_policy.notify : k => p.id },
     { for k, p in google_monitoring_alert_policy.redis_health_probe : "redis_health_probe_${k}" => p.id },
-    { for p in google_monitoring_alert_policy.redis_memory : "redis_memory" => p.id },
-    { for p in google_monitoring_alert_policy.redis_clients : "redis_clients" => p.id },
-    { for p in google_monitoring_alert_policy.redis_evictions : "redis_evictions" => p.id },
   )
 }
 
@@ -21,11 +13,21 @@ output "uptime_checks" {
 }
 
 output "log_metrics" {
-  description = "The log-based metrics created over the functions' metrics line."
-  value       = concat([for m in google_logging_metric.count : m.name], [for m in google_logging_metric.latency : m.name])
+  description = "The log-based metrics created over the functions' metrics line (empty when manage_log_metrics is false)."
+  value       = [for m in google_logging_metric.count : m.name]
 }
 
 output "notification_channels" {
   description = "Channel ids of each route (page, notify). Ids only: no address or key."
   value       = local.routes
+}
+
+output "dashboard" {
+  description = "The dashboard's id."
+  value       = google_monitoring_dashboard.redis_functions.id
+}
+
+output "prometheus_rules" {
+  description = "The alert queries as a Prometheus rule file (what promtool evaluates offline)."
+  value       = module.core.gcp_prometheus_rules
 }

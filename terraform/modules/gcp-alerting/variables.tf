@@ -8,10 +8,22 @@ variable "project_id" {
   }
 }
 
+variable "environment" {
+  description = "The environment these alerts watch (production, staging, ...): the functions' DEPLOY_ENVIRONMENT, written as `environment` on the metrics line. Every query selects it, every policy carries it as a label. One module instance per environment."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,31}$", var.environment))
+    error_message = "environment is 1 to 32 lowercase letters, digits or hyphens, starting with a letter (e.g. production)."
+  }
+}
+
 variable "functions" {
-  description = "The functions to watch, by crate name (tebra_debug, patient_sync, ...): the HTTPS host that serves each one's /redis-health (the Cloud Run service URL's host)."
+  description = "The functions of this environment, by crate name: the HTTPS host that serves each one's /redis-health (the Cloud Run service URL's host), the Cloud Run service name (default: the crate name with - for _) and its max instances."
   type = map(object({
-    host = string
+    host              = string
+    cloud_run_service = optional(string)
+    max_instances     = optional(number, 100)
   }))
 
   validation {
@@ -28,6 +40,12 @@ variable "functions" {
   }
 }
 
+variable "manage_log_metrics" {
+  description = "Whether this instance creates the log-based metrics. They are per project and carry the environment as a label: with several environments in one project, exactly one instance creates them."
+  type        = bool
+  default     = true
+}
+
 variable "runbook_base_url" {
   description = "Where terraform/runbooks/ is published (e.g. https://github.com/ORG/REPO/blob/main/terraform/runbooks). Every alert links to its runbook there."
   type        = string
@@ -39,7 +57,7 @@ variable "runbook_base_url" {
 }
 
 variable "notification_emails" {
-  description = "Addresses that receive every alert (the notify route, and the page route when no PagerDuty key is set)."
+  description = "Addresses that receive every alert (the notify route, and the page route when no PagerDuty key is set outside pager_required_environments)."
   type        = list(string)
 
   validation {
@@ -66,99 +84,85 @@ variable "slack_auth_token" {
   sensitive   = true
 }
 
+variable "pager_required_environments" {
+  description = "Environments that must page through PagerDuty: planning one of them without pagerduty_service_key fails."
+  type        = list(string)
+  default     = ["production"]
+}
+
 variable "pagerduty_service_key" {
-  description = "PagerDuty integration key of the on-call service; alerts of severity CRITICAL page through it. Null: pages go to email and Slack."
+  description = "PagerDuty integration key of the on-call service; the page route goes through it. Required in pager_required_environments; elsewhere, null sends pages to email and Slack."
   type        = string
   default     = null
   sensitive   = true
-}
-
-variable "availability_objective" {
-  description = "Share of Redis operations that must succeed (the error budget is 1 minus this)."
-  type        = number
-  default     = 0.999
 
   validation {
-    condition     = var.availability_objective >= 0.9 && var.availability_objective < 1
-    error_message = "availability_objective must be at least 0.9 and below 1 (e.g. 0.999)."
+    condition     = var.pagerduty_service_key != null || !contains(var.pager_required_environments, var.environment)
+    error_message = "This environment requires a pager: set pagerduty_service_key (TF_VAR_pagerduty_service_key from a secret store). Pages must not silently become e-mail."
   }
+}
+
+variable "request_availability_objective" {
+  description = "Share of user requests (probe routes excluded) that must not fail (no 5xx; no 5xx or 429 from Cloud Run)."
+  type        = number
+  default     = 0.999
+}
+
+variable "request_latency_objective" {
+  description = "Share of user requests that must be faster than the code's http_slow_threshold_ms."
+  type        = number
+  default     = 0.99
+}
+
+variable "redis_availability_objective" {
+  description = "Share of Redis operations that must succeed (breaker rejections count as failed)."
+  type        = number
+  default     = 0.999
+}
+
+variable "redis_latency_objective" {
+  description = "Share of Redis operations that must be faster than 100 ms."
+  type        = number
+  default     = 0.99
 }
 
 variable "burn_rate_tiers" {
-  description = "Multi-window burn-rate alerts on the Redis error ratio: each fires when both windows burn the error budget faster than factor. page tiers go to PagerDuty."
+  description = "Multi-window, multi-burn-rate tiers (windows in seconds). Defaults: the SRE Workbook's 14.4x over 1h and 5m, 6x over 6h and 30m (page), 1x over 3d and 6h (ticket)."
   type = map(object({
-    long_window  = string
-    short_window = string
-    factor       = number
-    page         = bool
+    long_window_seconds  = number
+    short_window_seconds = number
+    factor               = number
+    page                 = bool
   }))
   default = {
-    fast = { long_window = "1h", short_window = "5m", factor = 14.4, page = true }
-    slow = { long_window = "6h", short_window = "30m", factor = 6, page = true }
-    drip = { long_window = "1d", short_window = "2h", factor = 3, page = false }
-  }
-
-  validation {
-    condition = alltrue([for t in values(var.burn_rate_tiers) :
-      can(regex("^[0-9]+[mhd]$", t.long_window)) && can(regex("^[0-9]+[mhd]$", t.short_window)) && t.factor >= 1
-    ])
-    error_message = "each tier needs windows such as 1h, 5m or 1d and a factor of at least 1."
+    fast   = { long_window_seconds = 3600, short_window_seconds = 300, factor = 14.4, page = true }
+    slow   = { long_window_seconds = 21600, short_window_seconds = 1800, factor = 6, page = true }
+    ticket = { long_window_seconds = 259200, short_window_seconds = 21600, factor = 1, page = false }
   }
 }
 
-variable "connection_error_burst" {
-  description = "Connection errors of one function within 5 minutes that raise the burst alert."
+variable "connection_error_ratio_threshold" {
+  description = "Connection errors over Redis operations (environment-wide, 5 minutes) that raise the connection-errors cause alert."
   type        = number
-  default     = 20
-
-  validation {
-    condition     = var.connection_error_burst >= 1
-    error_message = "connection_error_burst must be at least 1."
-  }
+  default     = 0.05
 }
 
 variable "latency_p99_threshold_ms" {
-  description = "Alert when the reported p99 Redis round-trip time stays above this for 15 minutes."
+  description = "The p99 cause alert's threshold: one of 10, 25, 50, 100, 250, 1000 ms (the bounds the code counts)."
   type        = number
   default     = 50
-
-  validation {
-    condition     = var.latency_p99_threshold_ms > 0 && var.latency_p99_threshold_ms <= 10000
-    error_message = "latency_p99_threshold_ms must be between 0 and 10000."
-  }
 }
 
-variable "latency_objective" {
-  description = "Share of Redis operations that must be faster than 100 ms (the slow-operation threshold written by the code)."
+variable "heartbeat_minutes" {
+  description = "Minutes without a metrics line from a function that raise the heartbeat alert."
   type        = number
-  default     = 0.99
-
-  validation {
-    condition     = var.latency_objective >= 0.5 && var.latency_objective < 1
-    error_message = "latency_objective must be at least 0.5 and below 1 (e.g. 0.99)."
-  }
+  default     = 15
 }
 
-variable "latency_burn_factor" {
-  description = "The slow-operation alert fires when the slow share burns the latency budget this many times too fast, over 1 hour and 5 minutes."
+variable "instance_ratio_threshold" {
+  description = "Cloud Run instances over max instances above which the saturation alert notifies."
   type        = number
-  default     = 6
-
-  validation {
-    condition     = var.latency_burn_factor >= 1
-    error_message = "latency_burn_factor must be at least 1."
-  }
-}
-
-variable "http_5xx_ratio_threshold" {
-  description = "Share of a function's responses that are 5xx, over 5 minutes, that raises the 5xx alert."
-  type        = number
-  default     = 0.05
-
-  validation {
-    condition     = var.http_5xx_ratio_threshold > 0 && var.http_5xx_ratio_threshold < 1
-    error_message = "http_5xx_ratio_threshold must be between 0 and 1."
-  }
+  default     = 0.8
 }
 
 variable "uptime_check_period" {
@@ -173,58 +177,51 @@ variable "uptime_check_period" {
 }
 
 variable "memorystore_instances" {
-  description = "Memorystore for Redis instance ids (the instance_id resource label) whose memory, clients, rejected connections and evictions are watched. Empty: no Memorystore alerts."
+  description = "Memorystore for Redis instances: a bare id (redis-main, completed with project_id and memorystore_region) or the full name projects/P/locations/R/instances/ID, the form of the instance_id label. Empty: no Memorystore alerts."
   type        = list(string)
   default     = []
-
-  validation {
-    condition     = alltrue([for id in var.memorystore_instances : can(regex("^[a-z][a-z0-9-]{0,39}$", id))])
-    error_message = "memorystore_instances holds instance ids such as redis-main."
-  }
 }
 
-variable "redis_memory_ratio_threshold" {
-  description = "Alert when used memory over maxmemory stays above this for 10 minutes."
+variable "memorystore_region" {
+  description = "Region of the Memorystore instances given by bare id (e.g. us-central1)."
+  type        = string
+  default     = null
+}
+
+variable "redis_memory_warn_ratio" {
+  description = "Memorystore memory ratio (used / maxmemory, and system memory) that notifies after 10 minutes."
   type        = number
   default     = 0.85
+}
 
-  validation {
-    condition     = var.redis_memory_ratio_threshold > 0.5 && var.redis_memory_ratio_threshold < 1
-    error_message = "redis_memory_ratio_threshold must be between 0.5 and 1."
-  }
+variable "redis_memory_page_ratio" {
+  description = "Memorystore memory ratio that pages after 5 minutes (silent while the SLO page is open)."
+  type        = number
+  default     = 0.95
+}
+
+variable "redis_cpu_ratio_threshold" {
+  description = "Memorystore main-thread CPU that notifies after 15 minutes."
+  type        = number
+  default     = 0.8
 }
 
 variable "redis_max_clients" {
   description = "maxclients of the Memorystore instances (65000 unless changed)."
   type        = number
   default     = 65000
-
-  validation {
-    condition     = var.redis_max_clients >= 1
-    error_message = "redis_max_clients must be positive."
-  }
 }
 
 variable "redis_clients_ratio_threshold" {
-  description = "Alert when connected clients exceed this share of redis_max_clients."
+  description = "Connected clients over maxclients that pages (silent while the SLO page is open)."
   type        = number
   default     = 0.8
-
-  validation {
-    condition     = var.redis_clients_ratio_threshold > 0 && var.redis_clients_ratio_threshold < 1
-    error_message = "redis_clients_ratio_threshold must be between 0 and 1."
-  }
 }
 
 variable "redis_evictions_per_second" {
-  description = "Alert when keys are evicted faster than this, over 10 minutes."
+  description = "Evicted keys per second (over 10 minutes) that notify."
   type        = number
   default     = 1
-
-  validation {
-    condition     = var.redis_evictions_per_second >= 0
-    error_message = "redis_evictions_per_second must not be negative."
-  }
 }
 
 variable "auto_close" {
