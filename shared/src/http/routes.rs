@@ -22,6 +22,10 @@ use crate::contract as names;
 use crate::redis::ErrorKind;
 use crate::telemetry::MetricsReporter;
 
+/// How much sooner than the request Redis operations must end (at most a
+/// tenth of the request's deadline).
+const REDIS_DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
 /// The header that carries the request id in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -159,9 +163,16 @@ async fn request_context(State(deadline): State<Duration>, req: Request, next: N
         span.record("trace", trace.as_str());
     }
     let started = Instant::now();
-    let outcome = tokio::time::timeout(deadline, next.run(req))
-        .instrument(span.clone())
-        .await;
+    // Redis work ends a little before the request does, so that a Redis
+    // stall is answered as the Redis failure it is (its kind, Retry-After).
+    let redis_deadline = tokio::time::Instant::now()
+        + deadline.saturating_sub(REDIS_DEADLINE_MARGIN.min(deadline / 10));
+    let outcome = tokio::time::timeout(
+        deadline,
+        crate::redis::with_request_deadline(redis_deadline, next.run(req)),
+    )
+    .instrument(span.clone())
+    .await;
     let mut response = outcome.unwrap_or_else(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -287,6 +287,11 @@ impl RedisClient {
     }
 
     fn conn_on(&self, lane: Lane, budget: Duration) -> RedisConn {
+        let mut deadline = Instant::now() + budget;
+        if let Some(request) = request_deadline() {
+            // No operation outlives the request it serves.
+            deadline = deadline.min(request);
+        }
         let lane = match lane {
             // The connection is chosen once per operation: its round trips
             // stay in order on one connection.
@@ -303,7 +308,7 @@ impl RedisClient {
         RedisConn {
             client: self.clone(),
             lane,
-            deadline: Instant::now() + budget,
+            deadline,
         }
     }
 
@@ -404,6 +409,25 @@ impl RedisClient {
     pub(crate) fn record_fallback(&self) {
         self.inner.metrics.record_fallback();
     }
+}
+
+tokio::task_local! {
+    /// The deadline of the request the current task serves, if any.
+    static REQUEST_DEADLINE: Instant;
+}
+
+/// Runs `work` with `deadline` as the latest any Redis operation it starts
+/// may end: every [`RedisConn`] handed out inside it gets the earlier of its
+/// own deadline and this one. The HTTP layer sets it per request (on Lambda,
+/// from the invocation's own deadline), so a Redis stall is answered as a
+/// Redis failure before the request, or the invocation, runs out of time.
+pub async fn with_request_deadline<F: Future>(deadline: Instant, work: F) -> F::Output {
+    REQUEST_DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline set by [`with_request_deadline`] for the current task.
+pub fn request_deadline() -> Option<Instant> {
+    REQUEST_DEADLINE.try_with(|d| *d).ok()
 }
 
 /// Which connection a [`RedisConn`] uses.

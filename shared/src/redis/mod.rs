@@ -34,7 +34,7 @@ pub mod probe;
 pub mod script;
 
 pub use breaker::{CircuitSnapshot, CircuitState};
-pub use client::{PoolSnapshot, RedisClient, RedisConn};
+pub use client::{PoolSnapshot, RedisClient, RedisConn, request_deadline, with_request_deadline};
 pub use error::{ErrorKind, RedisFailure};
 pub use health::{HealthCheck, HealthReport};
 pub use script::Script;
