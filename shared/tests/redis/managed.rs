@@ -532,3 +532,59 @@ async fn a_black_holed_reply_path_is_a_timeout_then_a_new_connection() {
     round_trip(&client, "k").await.unwrap();
     assert_eq!(proxy.accepted(), 2);
 }
+
+#[tokio::test]
+async fn cluster_nodes_ask_the_credential_provider_when_they_reconnect() {
+    let cluster = RedisCluster::start(3);
+    let node_admin = |port: u16, password: &str| {
+        redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    for node in cluster.nodes() {
+        redis::cmd("CONFIG")
+            .arg(&["SET", "requirepass", "first-cluster-pw"])
+            .exec(&mut node.admin())
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "first-cluster-pw\n").unwrap();
+    let mut config = cluster.config();
+    config.credentials = CredentialSource::File { path: file.clone() };
+    let client = RedisClient::new(config).unwrap();
+    let keys: Vec<String> = (0..12)
+        .map(|i| {
+            Tenant::new("practice_id", &format!("clinic-{i}"))
+                .unwrap()
+                .key("k")
+        })
+        .collect();
+    for key in &keys {
+        round_trip(&client, key).await.unwrap();
+    }
+    // Rotated on every node, the secret file updated, connections cut.
+    std::fs::write(&file, "second-cluster-pw\n").unwrap();
+    for node in cluster.nodes() {
+        let mut admin = node_admin(node.port(), "first-cluster-pw");
+        redis::cmd("CONFIG")
+            .arg(&["SET", "requirepass", "second-cluster-pw"])
+            .exec(&mut admin)
+            .unwrap();
+        redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .exec(&mut admin)
+            .unwrap();
+    }
+    let started = Instant::now();
+    for key in &keys {
+        while round_trip(&client, key).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{key} still failing after the rotation"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
