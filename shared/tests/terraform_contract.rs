@@ -47,7 +47,7 @@ use hcl::{Block, Body as HclBody, Expression};
 use serde_json::Value;
 use shared::config::LogFormat;
 use shared::contract as names;
-use shared::telemetry::{self, IntervalPolicy, MetricsReporter};
+use shared::telemetry::{self, IntervalPolicy, MetricsReporter, RouteKind};
 use shared::testkit::{CapturedLogs, RedisServer};
 use shared::{AppContext, http::ApiError};
 use tower::ServiceExt;
@@ -136,7 +136,7 @@ async fn written_metrics_line() -> Value {
         })
         .await
         .unwrap_err();
-    reporter.record_response(503);
+    reporter.record_response(503, RouteKind::User, Duration::ZERO);
     assert!(reporter.flush());
     logs.text()
         .lines()
