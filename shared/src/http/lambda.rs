@@ -40,7 +40,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 use lambda_http::aws_lambda_events::alb::AlbTargetGroupResponse;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
@@ -220,12 +220,24 @@ const URI_TOO_LONG: Rejection = Rejection {
 };
 
 impl Rejection {
-    /// The JSON error body ([`crate::ApiError`]'s shape) in the event's shape.
+    /// The JSON error body ([`crate::ApiError`]'s shape) in the event's
+    /// shape (no body for a `HEAD`).
     fn answer<R>(self, event: &LambdaRequest) -> LambdaAnswer<R> {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        })
-        .to_string();
+        let head = match event {
+            LambdaRequest::ApiGatewayV1(ag) => ag.http_method == Method::HEAD,
+            LambdaRequest::ApiGatewayV2(ag) => ag.request_context.http.method == Method::HEAD,
+            LambdaRequest::Alb(alb) => alb.http_method == Method::HEAD,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        };
+        let body = (!head).then(|| {
+            EventBody::Text(
+                serde_json::json!({
+                    "error": { "code": self.code, "message": self.message }
+                })
+                .to_string(),
+            )
+        });
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -237,7 +249,7 @@ impl Rejection {
                 let mut r = ApiGatewayV2httpResponse::default();
                 r.status_code = status;
                 r.headers = headers;
-                r.body = Some(EventBody::Text(body));
+                r.body = body;
                 LambdaAnswer::RejectedV2(r)
             }
             LambdaRequest::Alb(_) => {
@@ -254,7 +266,7 @@ impl Rejection {
                 ));
                 r.headers = headers.clone();
                 r.multi_value_headers = headers;
-                r.body = Some(EventBody::Text(body));
+                r.body = body;
                 LambdaAnswer::RejectedAlb(r)
             }
             // A REST API event, and any shape this build does not parse.
@@ -262,7 +274,7 @@ impl Rejection {
                 let mut r = ApiGatewayProxyResponse::default();
                 r.status_code = status;
                 r.multi_value_headers = headers;
-                r.body = Some(EventBody::Text(body));
+                r.body = body;
                 LambdaAnswer::RejectedV1(r)
             }
         }
