@@ -227,7 +227,6 @@ impl Rejection {
             LambdaRequest::ApiGatewayV1(ag) => ag.http_method == Method::HEAD,
             LambdaRequest::ApiGatewayV2(ag) => ag.request_context.http.method == Method::HEAD,
             LambdaRequest::Alb(alb) => alb.http_method == Method::HEAD,
-            #[allow(unreachable_patterns)]
             _ => false,
         };
         let body = (!head).then(|| {
@@ -322,7 +321,6 @@ fn prepare(event: &mut LambdaRequest) -> Result<(), Rejection> {
             check_body(alb.is_base64_encoded, alb.body.as_deref())
         }
         // Shapes this build of lambda_http does not parse (features off).
-        #[allow(unreachable_patterns)]
         _ => Ok(()),
     }
 }
@@ -420,7 +418,14 @@ fn is_plain_authority(host: &str) -> bool {
 pub async fn register_extension(runtime_api: &str) -> bool {
     use lambda_runtime_api_client::body::Body;
 
-    let Ok(endpoint) = format!("http://{runtime_api}").parse::<axum::http::Uri>() else {
+    // Lambda sets `host:port`; some emulators a full URL with a base path
+    // (`cargo lambda watch`: `http://127.0.0.1:9000/.rt/<function>`).
+    let base = if runtime_api.contains("://") {
+        runtime_api.to_owned()
+    } else {
+        format!("http://{runtime_api}")
+    };
+    let Ok(endpoint) = base.parse::<axum::http::Uri>() else {
         return false;
     };
     let client = lambda_runtime_api_client::PooledClient::builder()

@@ -175,17 +175,23 @@ impl Deadlines {
     }
 }
 
+/// An invocation deadline below this (September 2001 in epoch
+/// milliseconds) is no time of day: `cargo lambda watch` (1.9) sends the
+/// function's timeout (`600000`) in `Lambda-Runtime-Deadline-Ms`. Such a
+/// deadline is ignored rather than taken as long past.
+const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
 /// How long a request may take from `now`: `request_timeout`, or less when
 /// it serves a Lambda invocation whose deadline (`invocation_deadline_ms`,
-/// epoch milliseconds, 0 when unknown) minus `margin` comes sooner. Zero
-/// when that moment has passed.
+/// epoch milliseconds; 0, or no plausible time of day, when unknown) minus
+/// `margin` comes sooner. Zero when that moment has passed.
 pub fn request_deadline(
     request_timeout: Duration,
     invocation_deadline_ms: u64,
     margin: Duration,
     now: SystemTime,
 ) -> Duration {
-    if invocation_deadline_ms == 0 {
+    if invocation_deadline_ms < PLAUSIBLE_DEADLINE_MS {
         return request_timeout;
     }
     let now_ms = now
@@ -216,6 +222,11 @@ async fn request_context(
         invocation_deadline_ms,
         deadlines.lambda_margin,
         SystemTime::now(),
+    );
+    tracing::debug!(
+        invocation_deadline_ms,
+        deadline_ms = deadline.as_millis() as u64,
+        "request deadline"
     );
     let id = request_id(&req);
     // The route template, never the raw path: paths carry tenant and record ids.
@@ -292,8 +303,10 @@ mod tests {
         let now_ms = 1_800_000_000_000;
         let ten_s = Duration::from_secs(10);
         let margin = Duration::from_millis(100);
-        // Not on Lambda: the configured timeout.
+        // Not on Lambda, or no time of day (cargo lambda watch's 600000):
+        // the configured timeout.
         assert_eq!(request_deadline(ten_s, 0, margin, now), ten_s);
+        assert_eq!(request_deadline(ten_s, 600_000, margin, now), ten_s);
         // 300 ms left: 200 ms for the request, 180 ms for its Redis work.
         let d = request_deadline(ten_s, now_ms + 300, margin, now);
         assert_eq!(d, Duration::from_millis(200));
