@@ -184,7 +184,10 @@ fn event(
     headers: &[(String, String)],
     body: &BodyKind,
 ) -> Value {
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let text = match body {
         BodyKind::Text(t) | BodyKind::BadBase64(t) => Some(t.as_str()),
         _ => None,
@@ -192,9 +195,7 @@ fn event(
     let mut event = match shape {
         Shape::RestApi => events::apigw_v1_query(method, path, &pairs, text),
         Shape::HttpApi => events::apigw_v2(method, path, query, text),
-        Shape::HttpApiNamedStage => {
-            events::apigw_v2_named_stage("prod", method, path, query, text)
-        }
+        Shape::HttpApiNamedStage => events::apigw_v2_named_stage("prod", method, path, query, text),
         Shape::FunctionUrl => events::function_url(method, path, query, text),
         Shape::Alb => events::alb(method, path, &pairs, text),
         Shape::AlbMultiValue => events::alb_multi_value(method, path, &pairs, text),
@@ -229,17 +230,20 @@ fn every_event_shape_answers_generated_requests_with_a_well_formed_http_answer()
         body(),
     );
     runner
-        .run(&strategy, |(shape, method, path, query, pairs, headers, body)| {
-            let event = event(shape, method, &path, &query, &pairs, &headers, &body);
-            let answer = runtime
-                .block_on(handle(&handler, &event))
-                .map_err(|e| TestCaseError::fail(format!("{e}\nfor {event}")))?;
-            assert_well_formed(&answer, &event, method == "HEAD");
-            if matches!(body, BodyKind::BadBase64(_)) {
-                prop_assert_eq!(answer["statusCode"].as_u64(), Some(400), "{}", answer);
-            }
-            Ok(())
-        })
+        .run(
+            &strategy,
+            |(shape, method, path, query, pairs, headers, body)| {
+                let event = event(shape, method, &path, &query, &pairs, &headers, &body);
+                let answer = runtime
+                    .block_on(handle(&handler, &event))
+                    .map_err(|e| TestCaseError::fail(format!("{e}\nfor {event}")))?;
+                assert_well_formed(&answer, &event, method == "HEAD");
+                if matches!(body, BodyKind::BadBase64(_)) {
+                    prop_assert_eq!(answer["statusCode"].as_u64(), Some(400), "{}", answer);
+                }
+                Ok(())
+            },
+        )
         .unwrap();
 }
 

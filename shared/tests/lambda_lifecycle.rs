@@ -60,7 +60,9 @@ async fn init_registers_an_extension_and_sigterm_writes_the_last_metrics_line() 
     let api = LambdaRuntimeApi::start().await;
     let mut f = spawn(&api, &redis, &[]);
     for _ in 0..3 {
-        let reply = api.invoke(events::apigw_v2("GET", "/value", "", None)).await;
+        let reply = api
+            .invoke(events::apigw_v2("GET", "/value", "", None))
+            .await;
         assert_eq!(reply.status(), 200, "{:?}\n{}", reply.body, f.output());
     }
     let reply = api
@@ -103,7 +105,9 @@ async fn without_an_extensions_api_it_serves_and_is_killed_without_sigterm() {
     let redis = RedisServer::start();
     let api = LambdaRuntimeApi::start_without_extensions().await;
     let mut f = spawn(&api, &redis, &[]);
-    let reply = api.invoke(events::apigw_v2("GET", "/value", "", None)).await;
+    let reply = api
+        .invoke(events::apigw_v2("GET", "/value", "", None))
+        .await;
     assert_eq!(reply.status(), 200, "{:?}\n{}", reply.body, f.output());
     assert!(api.extensions().is_empty());
     assert!(
@@ -126,7 +130,9 @@ async fn a_redis_stall_with_300_ms_left_answers_503_with_retry_after_before_the_
     let api = LambdaRuntimeApi::start().await;
     // A request timeout far longer than the time the invocation has.
     let f = spawn(&api, &redis, &[("REQUEST_TIMEOUT_MS", "10000")]);
-    let warm = api.invoke(events::apigw_v2("GET", "/value", "", None)).await;
+    let warm = api
+        .invoke(events::apigw_v2("GET", "/value", "", None))
+        .await;
     assert_eq!(warm.status(), 200, "{:?}\n{}", warm.body, f.output());
 
     redis.pause();
@@ -159,7 +165,9 @@ async fn thawed_after_its_redis_connection_was_dropped_the_next_invocation_answe
     let redis = RedisServer::start();
     let api = LambdaRuntimeApi::start().await;
     let f = spawn(&api, &redis, &[]);
-    let reply = api.invoke(events::apigw_v2("GET", "/value", "", None)).await;
+    let reply = api
+        .invoke(events::apigw_v2("GET", "/value", "", None))
+        .await;
     assert_eq!(reply.status(), 200, "{:?}\n{}", reply.body, f.output());
 
     f.signal(Signal::SIGSTOP);
@@ -167,7 +175,9 @@ async fn thawed_after_its_redis_connection_was_dropped_the_next_invocation_answe
     tokio::time::sleep(Duration::from_millis(100)).await;
     f.signal(Signal::SIGCONT);
 
-    let reply = api.invoke(events::apigw_v2("GET", "/value", "", None)).await;
+    let reply = api
+        .invoke(events::apigw_v2("GET", "/value", "", None))
+        .await;
     assert_eq!(reply.status(), 200, "{:?}\n{}", reply.body, f.output());
 }
 
@@ -198,7 +208,12 @@ async fn every_event_shape_reaches_the_same_route_with_the_same_request() {
         ),
         (
             "ALB",
-            events::alb("POST", "/echo/a/b", &[("name", "Zo%C3%AB%20%26%20co"), ("page", "2")], Some(body)),
+            events::alb(
+                "POST",
+                "/echo/a/b",
+                &[("name", "Zo%C3%AB%20%26%20co"), ("page", "2")],
+                Some(body),
+            ),
         ),
         (
             "ALB, multi-value headers",
@@ -219,7 +234,12 @@ async fn every_event_shape_reaches_the_same_route_with_the_same_request() {
         (
             "ALB, base64 body",
             events::with_base64_body(
-                events::alb("POST", "/echo/a/b", &[("name", "Zo%C3%AB%20%26%20co"), ("page", "2")], None),
+                events::alb(
+                    "POST",
+                    "/echo/a/b",
+                    &[("name", "Zo%C3%AB%20%26%20co"), ("page", "2")],
+                    None,
+                ),
                 body.as_bytes(),
             ),
         ),
@@ -244,8 +264,16 @@ async fn every_event_shape_reaches_the_same_route_with_the_same_request() {
 
     // Empty bodies, HEAD, the probes on a named stage (issue 14, case 3).
     for (name, event, status) in [
-        ("empty body", events::apigw_v2("POST", "/echo", "", None), 200),
-        ("HEAD", events::apigw_v2("HEAD", names::LIVENESS_PATH, "", None), 200),
+        (
+            "empty body",
+            events::apigw_v2("POST", "/echo", "", None),
+            200,
+        ),
+        (
+            "HEAD",
+            events::apigw_v2("HEAD", names::LIVENESS_PATH, "", None),
+            200,
+        ),
         (
             "HEAD on ALB",
             events::alb("HEAD", names::LIVENESS_PATH, &[], None),
@@ -292,7 +320,9 @@ async fn characters_invalid_in_a_uri_are_encoded_not_an_invocation_error() {
     let f = spawn(&api, &redis, &[]);
     // Issue 14, case 4: API Gateway passes these through raw.
     for raw in [r#"query="paris""#, "q=<b>", "a=1|2&b={x}"] {
-        let reply = api.invoke(events::apigw_v2("GET", "/echo", raw, None)).await;
+        let reply = api
+            .invoke(events::apigw_v2("GET", "/echo", raw, None))
+            .await;
         assert!(!reply.is_error, "{raw}: {:?}\n{}", reply.body, f.output());
         assert_eq!(reply.status(), 200, "{raw}: {:?}", reply.body);
         let echo = reply.json();

@@ -12,11 +12,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
+use axum::routing::get as route_get;
 use serde_json::Value;
+use shared::config::LambdaLogLevel;
 use shared::config::LogFormat;
 use shared::contract as names;
-use axum::routing::get as route_get;
-use shared::config::LambdaLogLevel;
 use shared::http::ApiError;
 use shared::telemetry::IntervalPolicy;
 use shared::telemetry::{self, MetricsReporter};
@@ -316,7 +316,9 @@ async fn every_response_is_counted_and_the_request_path_writes_the_line() {
             let redis = redis.clone();
             async move {
                 let value: Option<String> = redis
-                    .run(|mut c| async move { redis::cmd("GET").arg("k").query_async(&mut c).await })
+                    .run(
+                        |mut c| async move { redis::cmd("GET").arg("k").query_async(&mut c).await },
+                    )
                     .await
                     .map_err(ApiError::from)?;
                 Ok::<_, ApiError>(value.unwrap_or_default())

@@ -2588,7 +2588,9 @@ async fn replay_of_the_real_code_pages_on_the_redis_and_request_slis_while_the_b
     let fired_request = first_alarm(request).expect("the request SLO's fast burn fires");
     assert!(fired_request <= 22, "{fired_request}");
     assert!(
-        request[fired_request..40].iter().all(|s| *s == State::Alarm),
+        request[fired_request..40]
+            .iter()
+            .all(|s| *s == State::Alarm),
         "{:?}",
         &request[fired_request..40]
     );

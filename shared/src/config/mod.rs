@@ -584,7 +584,12 @@ mod tests {
     fn deploy_environment_is_validated_and_its_absence_noticed_on_the_clouds() {
         let c = from(&[("DEPLOY_ENVIRONMENT", "staging-eu")]).unwrap();
         assert_eq!(c.environment, "staging-eu");
-        for bad in ["Production", "1prod", "prod env", "a-very-long-environment-name-over-32"] {
+        for bad in [
+            "Production",
+            "1prod",
+            "prod env",
+            "a-very-long-environment-name-over-32",
+        ] {
             let err = from(&[("DEPLOY_ENVIRONMENT", bad)]).unwrap_err();
             assert_eq!(err.var, "DEPLOY_ENVIRONMENT", "{bad}");
         }
@@ -593,7 +598,10 @@ mod tests {
         assert!(local.notices.is_empty(), "{:?}", local.notices);
         let lambda = from(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
         assert!(
-            lambda.notices.iter().any(|n| n.contains("DEPLOY_ENVIRONMENT")),
+            lambda
+                .notices
+                .iter()
+                .any(|n| n.contains("DEPLOY_ENVIRONMENT")),
             "{:?}",
             lambda.notices
         );
@@ -603,7 +611,10 @@ mod tests {
     fn lambdas_advanced_logging_controls_are_honoured() {
         let c = from(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]).unwrap();
         assert_eq!(c.lambda_log_level, Some(LambdaLogLevel::Warn));
-        assert_eq!(c.log_level, "warn", "the default filter follows Lambda's level");
+        assert_eq!(
+            c.log_level, "warn",
+            "the default filter follows Lambda's level"
+        );
         let c = from(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL"), ("LOG_LEVEL", "debug")]).unwrap();
         assert_eq!(c.log_level, "debug", "LOG_LEVEL wins");
         assert_eq!(c.lambda_log_level, Some(LambdaLogLevel::Fatal));
@@ -611,10 +622,17 @@ mod tests {
         assert_eq!(c.lambda_log_level, None);
         assert!(c.notices.iter().any(|n| n.contains("AWS_LAMBDA_LOG_LEVEL")));
 
-        let lambda = [("AWS_LAMBDA_FUNCTION_NAME", "f"), ("AWS_LAMBDA_LOG_FORMAT", "Text")];
+        let lambda = [
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+        ];
         let c = from(&lambda).unwrap();
         assert_eq!(c.log_format, LogFormat::Json, "the metrics need JSON lines");
-        assert!(c.notices.iter().any(|n| n.contains("AWS_LAMBDA_LOG_FORMAT")));
+        assert!(
+            c.notices
+                .iter()
+                .any(|n| n.contains("AWS_LAMBDA_LOG_FORMAT"))
+        );
         let c = from(&[lambda[0], lambda[1], ("LOG_FORMAT", "text")]).unwrap();
         assert_eq!(c.log_format, LogFormat::Text, "an explicit LOG_FORMAT wins");
         assert!(c.notices.iter().any(|n| n.contains("no metric")));

@@ -3,7 +3,7 @@
 //! - **Events.** [`LambdaHandler`] is what [`crate::serve()`] hands to the
 //!   Lambda runtime: `lambda_http`'s own adapter (event to `http::Request`,
 //!   response to the event's answer shape) around the router, with two
-//!   things added. Before the conversion, [`prepare`] makes every event
+//!   things added. Before the conversion, `prepare` makes every event
 //!   `lambda_http` can parse convertible: characters a URI cannot carry
 //!   (a raw `"` in a query string) are percent-encoded, a `Host` or
 //!   `X-Forwarded-Proto` that is no authority or scheme is dropped, and an
@@ -97,9 +97,7 @@ fn routing_path(req: &lambda_http::Request) -> &str {
     if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref()
         && let Some(stage) = ctx.stage.as_deref()
         && stage != "$default"
-        && let Some(rest) = raw
-            .strip_prefix('/')
-            .and_then(|r| r.strip_prefix(stage))
+        && let Some(rest) = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage))
         && (rest.is_empty() || rest.starts_with('/'))
     {
         return if rest.is_empty() { "/" } else { rest };
@@ -142,7 +140,8 @@ pub enum LambdaAnswer<R> {
     RejectedAlb(AlbTargetGroupResponse),
 }
 
-type Routed = <Adapter<'static, Response, ForLambda> as Service<LambdaEvent<LambdaRequest>>>::Response;
+type Routed =
+    <Adapter<'static, Response, ForLambda> as Service<LambdaEvent<LambdaRequest>>>::Response;
 
 /// The Lambda handler [`crate::serve()`] runs (see the module
 /// documentation): takes the event as the runtime parsed it, returns the
@@ -438,8 +437,7 @@ pub async fn register_extension(runtime_api: &str) -> bool {
     let Ok(request) = request else {
         return false;
     };
-    let registered =
-        tokio::time::timeout(Duration::from_secs(2), client.call(request)).await;
+    let registered = tokio::time::timeout(Duration::from_secs(2), client.call(request)).await;
     let id = match registered {
         Ok(Ok(response)) if response.status().is_success() => response
             .headers()

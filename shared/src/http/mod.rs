@@ -25,6 +25,6 @@ pub use admin::admin_only;
 pub use app::{AppContext, serve, start};
 pub use error::ApiError;
 pub use extract::{Json, PathParams, QueryParams};
-pub use routes::{REQUEST_ID_HEADER, finish};
 pub use lambda::{LambdaHandler, for_lambda};
+pub use routes::{REQUEST_ID_HEADER, finish};
 pub use server::{ServeError, serve_on, serve_router, serve_router_then};

@@ -87,7 +87,11 @@ async fn report_metrics(
     req: Request,
     next: Next,
 ) -> Response {
-    let kind = RouteKind::of(req.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let kind = RouteKind::of(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
@@ -208,11 +212,7 @@ pub fn redis_deadline(deadline: Duration) -> Duration {
 }
 
 /// Request id, span, deadline and the one log line of a failed request.
-async fn request_context(
-    State(deadlines): State<Deadlines>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn request_context(State(deadlines): State<Deadlines>, req: Request, next: Next) -> Response {
     let invocation_deadline_ms = req
         .extensions()
         .get::<lambda_http::Context>()
@@ -314,8 +314,17 @@ mod tests {
         // A minute left: the configured timeout comes first.
         assert_eq!(request_deadline(ten_s, now_ms + 60_000, margin, now), ten_s);
         // Less left than the margin, or past: nothing.
-        assert_eq!(request_deadline(ten_s, now_ms + 50, margin, now), Duration::ZERO);
-        assert_eq!(request_deadline(ten_s, now_ms - 5, margin, now), Duration::ZERO);
-        assert_eq!(redis_deadline(Duration::from_secs(10)), Duration::from_millis(9_950));
+        assert_eq!(
+            request_deadline(ten_s, now_ms + 50, margin, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            request_deadline(ten_s, now_ms - 5, margin, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            redis_deadline(Duration::from_secs(10)),
+            Duration::from_millis(9_950)
+        );
     }
 }

@@ -161,10 +161,7 @@ where
         line.insert(names::TIME.into(), now.clone().into());
         line.insert(names::TIMESTAMP.into(), now.into());
         line.insert(names::SERVICE.into(), self.service.into());
-        line.insert(
-            names::ENVIRONMENT.into(),
-            self.environment.as_str().into(),
-        );
+        line.insert(names::ENVIRONMENT.into(), self.environment.as_str().into());
         line.insert("target".into(), event.metadata().target().into());
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {

@@ -245,7 +245,8 @@ mod tests {
 
     #[test]
     fn tail_counts_are_cumulative_and_exact_away_from_the_bounds() {
-        let ms = |v: &[u64]| -> Vec<Duration> { v.iter().map(|m| Duration::from_millis(*m)).collect() };
+        let ms =
+            |v: &[u64]| -> Vec<Duration> { v.iter().map(|m| Duration::from_millis(*m)).collect() };
         // Bounds 10, 25, 50, 100, 250, 1000 ms.
         let s = summarize_durations(&ms(&[1, 9, 12, 30, 49, 60, 120, 300, 2_000]));
         assert_eq!(s.at_least, [7, 6, 4, 3, 2, 1]);

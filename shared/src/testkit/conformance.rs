@@ -104,10 +104,7 @@ pub async fn lambda_mode(bin: &str) {
             lambda_events::function_url("GET", "/redis-health", "", None),
         ),
         ("v1", lambda_events::apigw_v1("GET", "/redis-health", None)),
-        (
-            "alb",
-            lambda_events::alb("GET", "/redis-health", &[], None),
-        ),
+        ("alb", lambda_events::alb("GET", "/redis-health", &[], None)),
         (
             "alb multi-value",
             lambda_events::alb_multi_value("GET", "/redis-health", &[], None),
@@ -147,9 +144,9 @@ pub async fn lambda_mode(bin: &str) {
     let output = f.output();
     let last = output
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l[names::EVENT] == names::METRICS_EVENT)
-        .last()
+        .find(|l| l[names::EVENT] == names::METRICS_EVENT)
         .unwrap_or_else(|| panic!("no metrics line at shutdown:\n{output}"));
     assert_eq!(last[names::HTTP_PROBE_REQUESTS], probes, "{last}");
     assert_eq!(last[names::HTTP_USER_REQUESTS], 1, "the 404: {last}");
