@@ -170,7 +170,7 @@ ops-check: ops-tools ## Offline checks: terraform fmt and the alert rules (rende
 	OPS_CHECK=1 PROMTOOL=$(OPS_BIN)/promtool $(if $(NEXTEST),cargo nextest run,cargo test) -p shared --test terraform_contract
 
 .PHONY: lambda-smoke
-lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (cargo-lambda from PyPI): 200, then 503 with Redis stopped
+lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (cargo-lambda from PyPI): 200 (Function URL, HTTP API named stage, REST API), then 503 with Redis stopped
 	scripts/lambda-watch-smoke.sh $(or $(NAME),tebra_debug)
 
 .PHONY: chaos

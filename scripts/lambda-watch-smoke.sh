@@ -2,8 +2,10 @@
 # The real function binary in Lambda mode under `cargo lambda watch`, the
 # Lambda emulator of cargo-lambda (installed from PyPI into a private venv):
 # /redis-health answers 200 "healthy" through a Function URL invocation while
-# a throwaway redis-server runs, and 503 with error type "connect" once it is
-# stopped. The tests also run every binary in Lambda mode against the test
+# a throwaway redis-server runs, and through an HTTP API event on the named
+# stage `prod` (rawPath /prod/redis-health, with a query) and a REST API
+# event (stage `prod`) sent to the invoke endpoint;
+# then 503 with error type "connect" once Redis is stopped. The tests also run every binary in Lambda mode against the test
 # kit's own Runtime API emulator; this checks the same against AWS's tooling.
 #
 # usage: scripts/lambda-watch-smoke.sh [function]   (default: tebra_debug)
@@ -66,6 +68,27 @@ grep -q '"status":"healthy"' "$work/body" || {
   exit 1
 }
 echo "ok: 200 $(cat "$work/body")"
+
+# Events in the shapes API Gateway sends, through the invoke endpoint: the
+# answer is the Lambda response document ({"statusCode": ..., "body": ...}).
+invoke_url="http://127.0.0.1:$invoke_port/2015-03-31/functions/$name/invocations"
+for event in named-stage-event rest-api-event; do
+  curl -s --max-time 10 -o "$work/answer" -H 'content-type: application/json' \
+    --data-binary "@scripts/lambda/$event.json" "$invoke_url" || true
+  if ! python3 - "$work/answer" <<'PY'
+import json, sys
+answer = json.load(open(sys.argv[1]))
+body = json.loads(answer.get("body") or "null") or {}
+ok = answer.get("statusCode") == 200 and body.get("status") == "healthy"
+sys.exit(0 if ok else 1)
+PY
+  then
+    echo "FAIL: $event: expected 200 healthy, got $(cat "$work/answer")" >&2
+    tail -n 20 "$work/watch.log" >&2
+    exit 1
+  fi
+  echo "ok: $event 200 healthy"
+done
 
 kill "$redis_pid"
 wait "$redis_pid" 2>/dev/null || true

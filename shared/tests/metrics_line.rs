@@ -12,9 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
+use axum::routing::get as route_get;
 use serde_json::Value;
+use shared::config::LambdaLogLevel;
 use shared::config::LogFormat;
 use shared::contract as names;
+use shared::http::ApiError;
 use shared::telemetry::IntervalPolicy;
 use shared::telemetry::{self, MetricsReporter};
 use shared::testkit::{CapturedLogs, RedisServer, free_port};
@@ -41,8 +44,9 @@ fn metrics_lines(logs: &CapturedLogs) -> Vec<Value> {
 /// process), writing JSON lines into `logs`.
 fn capture(service: &'static str) -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
     let logs = CapturedLogs::default();
-    let guard = tracing::subscriber::set_default(telemetry::subscriber(
+    let guard = tracing::subscriber::set_default(telemetry::subscriber_in(
         service,
+        "test",
         LogFormat::Json,
         "info",
         logs.clone(),
@@ -71,6 +75,11 @@ fn assert_valid_emf(line: &Value) {
     let directive = &directives[0];
     assert_eq!(directive["Namespace"], names::NAMESPACE);
     let dimensions = directive["Dimensions"].as_array().unwrap();
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!(names::DIMENSION_SETS),
+        "per function and environment, and per environment"
+    );
     for set in dimensions {
         for dimension in set.as_array().unwrap() {
             let dimension = dimension.as_str().unwrap();
@@ -147,11 +156,16 @@ async fn metrics_line_counts_real_operations_for_cloud_logging_and_cloudwatch() 
     assert_eq!(found.len(), 1, "{}", logs.text());
     let line = &found[0];
 
-    // Cloud Logging's structured fields.
+    // Cloud Logging's structured fields, and Lambda's.
     assert_eq!(line[names::SEVERITY], "WARNING", "an interval with errors");
+    assert_eq!(line[names::LEVEL], "WARN", "an interval with errors");
     assert_eq!(line[names::MESSAGE], names::METRICS_MESSAGE);
     assert!(line[names::TIME].as_str().unwrap().ends_with('Z'));
+    assert_eq!(line[names::TIMESTAMP], line[names::TIME]);
     assert_eq!(line[names::SERVICE], "metrics_test");
+    assert_eq!(line[names::ENVIRONMENT], "test");
+    // The first line of the reporter is its cold start.
+    assert_eq!(line[names::COLD_STARTS], 1);
 
     // The counts are the operations performed.
     assert_eq!(line[names::OPERATIONS], 11, "{line}");
@@ -161,18 +175,32 @@ async fn metrics_line_counts_real_operations_for_cloud_logging_and_cloudwatch() 
     assert_eq!(line[names::ERRORS_TIMEOUT], 0);
     assert_eq!(line[names::ERRORS_AUTH], 0);
     assert_eq!(line[names::HTTP_REQUESTS], 0);
+    assert_eq!(line[names::HTTP_USER_REQUESTS], 0);
+    assert_eq!(line[names::HTTP_PROBE_REQUESTS], 0);
     assert_eq!(
         line[names::SLOW_THRESHOLD_MS],
         names::SLOW_OPERATION_THRESHOLD_MS
     );
+    assert_eq!(
+        line[names::HTTP_SLOW_THRESHOLD_MS],
+        names::HTTP_SLOW_REQUEST_THRESHOLD_MS
+    );
+    // Local round trips: none in the tail, yet every bound is written.
+    for (_, name) in names::OPERATIONS_AT_LEAST {
+        assert_eq!(line[*name], 0, "{name}: {line}");
+    }
     let p99 = line[names::LATENCY_P99_MS].as_f64().unwrap();
     let max = line[names::LATENCY_MAX_MS].as_f64().unwrap();
     assert!(p99 > 0.0 && max >= p99, "{line}");
 
-    // And the same line is a CloudWatch EMF document declaring every metric.
+    // And the same line is a CloudWatch EMF document declaring every metric
+    // (the init duration only once `serve` marked the process ready).
     assert_valid_emf(line);
     let declared = declared_metrics(line);
     for (name, _) in names::METRICS {
+        if *name == names::INIT_DURATION_MS {
+            continue;
+        }
         assert!(declared.iter().any(|d| d == name), "{name} not declared");
     }
 
@@ -190,6 +218,8 @@ async fn metrics_line_counts_real_operations_for_cloud_logging_and_cloudwatch() 
     assert_eq!(found[1][names::OPERATIONS], 2);
     assert_eq!(found[1][names::ERRORS], 0);
     assert_eq!(found[1][names::SEVERITY], "INFO");
+    assert_eq!(found[1][names::LEVEL], "INFO");
+    assert_eq!(found[1][names::COLD_STARTS], 0, "only the first line");
 
     // An idle interval writes nothing.
     assert!(!reporter.flush());
@@ -251,6 +281,9 @@ async fn open_circuit_rejections_are_counted_without_operations() {
     assert_eq!(found.len(), 2, "{}", logs.text());
     assert_eq!(found[1][names::OPERATIONS], 0);
     assert_eq!(found[1][names::CIRCUIT_REJECTIONS], 1);
+    // Users were refused: a failure like an error, for the line's level.
+    assert_eq!(found[1][names::LEVEL], "WARN", "{}", found[1]);
+    assert_eq!(found[1][names::SEVERITY], "WARNING");
     assert!(
         found[1].get(names::LATENCY_P99_MS).is_none(),
         "no latency without operations: {}",
@@ -276,7 +309,23 @@ async fn every_response_is_counted_and_the_request_path_writes_the_line() {
     // Every request writes the line of what happened since the previous one,
     // as a short interval does on a Lambda that is frozen between invocations.
     ctx.metrics = MetricsReporter::new(ctx.redis.clone(), Duration::ZERO);
-    let app = shared::http::finish(Router::new(), &ctx);
+    let redis = ctx.redis.clone();
+    let routes = Router::new().route(
+        "/value",
+        route_get(move || {
+            let redis = redis.clone();
+            async move {
+                let value: Option<String> = redis
+                    .run(
+                        |mut c| async move { redis::cmd("GET").arg("k").query_async(&mut c).await },
+                    )
+                    .await
+                    .map_err(ApiError::from)?;
+                Ok::<_, ApiError>(value.unwrap_or_default())
+            }
+        }),
+    );
+    let app = shared::http::finish(routes, &ctx);
     let (logs, _guard) = capture("metrics_test");
 
     assert_eq!(get(&app, names::HEALTH_PATH).await, 200);
@@ -286,13 +335,16 @@ async fn every_response_is_counted_and_the_request_path_writes_the_line() {
     assert_eq!(found[0][names::OPERATIONS], 1);
     assert_eq!(found[0][names::HTTP_REQUESTS], 1);
     assert_eq!(found[0][names::HTTP_5XX], 0);
+    assert_eq!(found[0][names::HTTP_PROBE_REQUESTS], 1);
+    assert_eq!(found[0][names::HTTP_USER_REQUESTS], 0);
     assert!(
         found[0].get(names::REQUEST_ID).is_none(),
         "the line belongs to no request"
     );
 
-    // Redis stops: the probe answers 503, which is counted as a 5xx, and
-    // the request's own line carries the status the 5xx log metric reads.
+    // Redis stops: the probe answers 503, a 5xx of the probes that the
+    // request SLOs do not count; the request's own line carries the
+    // status the 5xx log metric reads.
     let mut server = server;
     server.stop();
     assert_eq!(get(&app, names::HEALTH_PATH).await, 503);
@@ -301,9 +353,13 @@ async fn every_response_is_counted_and_the_request_path_writes_the_line() {
     assert_eq!(found.len(), 3, "{}", logs.text());
     assert_eq!(found[1][names::HTTP_5XX], 1);
     assert_eq!(found[1][names::HTTP_REQUESTS], 1);
+    assert_eq!(found[1][names::HTTP_PROBE_REQUESTS], 1);
+    assert_eq!(found[1][names::HTTP_USER_REQUESTS], 0);
+    assert_eq!(found[1][names::HTTP_USER_5XX], 0);
     assert_eq!(found[1][names::ERRORS], 1);
     assert_eq!(found[1][names::SEVERITY], "WARNING");
     assert_eq!(found[2][names::HTTP_REQUESTS], 1, "/healthz alone");
+    assert_eq!(found[2][names::HTTP_PROBE_REQUESTS], 1);
     assert_eq!(found[2][names::OPERATIONS], 0);
     let failed: Vec<Value> = lines(&logs)
         .into_iter()
@@ -314,6 +370,99 @@ async fn every_response_is_counted_and_the_request_path_writes_the_line() {
     assert_eq!(failed[0][names::ROUTE], names::HEALTH_PATH);
     assert!(failed[0][names::ERROR_KIND].is_string());
     assert!(failed[0][names::ERROR_CODE].is_string());
+
+    // A user's route fails the same way: a user 5xx. An unknown path (404)
+    // is a user's request too.
+    assert_eq!(get(&app, "/value").await, 503);
+    assert_eq!(get(&app, "/nope").await, 404);
+    let found = metrics_lines(&logs);
+    assert_eq!(found.len(), 5, "{}", logs.text());
+    assert_eq!(found[3][names::HTTP_USER_REQUESTS], 1);
+    assert_eq!(found[3][names::HTTP_USER_5XX], 1);
+    assert_eq!(found[3][names::HTTP_PROBE_REQUESTS], 0);
+    assert_eq!(found[4][names::HTTP_USER_REQUESTS], 1);
+    assert_eq!(found[4][names::HTTP_USER_5XX], 0);
+    for line in &found {
+        assert_eq!(line[names::HTTP_USER_SLOW_REQUESTS], 0, "{line}");
+        assert_valid_emf(line);
+    }
+}
+
+#[tokio::test]
+async fn a_slow_user_request_is_counted_as_slow_and_a_slow_probe_is_not() {
+    let server = RedisServer::start();
+    let mut ctx = AppContext::with_redis(server.config()).unwrap();
+    let hour = Duration::from_secs(3_600);
+    ctx.metrics = MetricsReporter::with_policy(ctx.redis.clone(), IntervalPolicy::new(hour, hour));
+    let threshold = Duration::from_millis(names::HTTP_SLOW_REQUEST_THRESHOLD_MS);
+    let routes = Router::new()
+        .route(
+            "/slow",
+            route_get(move || async move {
+                tokio::time::sleep(threshold + Duration::from_millis(20)).await;
+                "late"
+            }),
+        )
+        .route("/fast", route_get(|| async { "soon" }));
+    let app = shared::http::finish(routes, &ctx);
+    let (logs, _guard) = capture("metrics_test");
+    assert_eq!(get(&app, "/slow").await, 200);
+    assert_eq!(get(&app, "/fast").await, 200);
+    assert_eq!(get(&app, names::LIVENESS_PATH).await, 200);
+    assert!(ctx.metrics.flush());
+    let line = &metrics_lines(&logs)[0];
+    assert_eq!(line[names::HTTP_USER_REQUESTS], 2, "{line}");
+    assert_eq!(line[names::HTTP_USER_SLOW_REQUESTS], 1, "{line}");
+    assert_eq!(line[names::HTTP_PROBE_REQUESTS], 1, "{line}");
+}
+
+#[tokio::test]
+async fn with_lambdas_application_log_level_at_warn_the_line_is_written_at_warn() {
+    let server = RedisServer::start();
+    let client = server.client();
+    let hour = Duration::from_secs(3_600);
+    let reporter = MetricsReporter::with_policy(client.clone(), IntervalPolicy::new(hour, hour));
+    reporter.set_level_floor(LambdaLogLevel::Warn);
+    let (logs, _guard) = capture("metrics_test");
+    let _: String = client
+        .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+        .await
+        .unwrap();
+    assert!(reporter.flush());
+    let line = &metrics_lines(&logs)[0];
+    // No failure in the interval, yet Lambda (dropping lines below WARN)
+    // keeps it; Cloud Logging's severity stays what happened.
+    assert_eq!(line[names::ERRORS], 0);
+    assert_eq!(line[names::LEVEL], "WARN", "{line}");
+    assert_eq!(line[names::SEVERITY], "INFO", "{line}");
+    reporter.set_level_floor(LambdaLogLevel::Fatal);
+    let _: String = client
+        .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+        .await
+        .unwrap();
+    assert!(reporter.flush());
+    assert_eq!(metrics_lines(&logs)[1][names::LEVEL], "FATAL");
+}
+
+#[tokio::test]
+async fn on_lambda_a_request_that_saw_an_error_writes_the_line_at_once() {
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let mut ctx = AppContext::with_redis(RedisConfig::for_url(&closed).unwrap()).unwrap();
+    let hour = Duration::from_secs(3_600);
+    ctx.metrics = MetricsReporter::with_policy(ctx.redis.clone(), IntervalPolicy::new(hour, hour));
+    ctx.metrics.set_write_on_errors(true);
+    let app = shared::http::finish(Router::new(), &ctx);
+    let (logs, _guard) = capture("metrics_test");
+    // A success inside a long interval writes nothing.
+    assert_eq!(get(&app, names::LIVENESS_PATH).await, 200);
+    assert!(metrics_lines(&logs).is_empty(), "{}", logs.text());
+    // A 503: its line, with both requests, is written before it returns.
+    assert_eq!(get(&app, names::HEALTH_PATH).await, 503);
+    let found = metrics_lines(&logs);
+    assert_eq!(found.len(), 1, "{}", logs.text());
+    assert_eq!(found[0][names::HTTP_REQUESTS], 2);
+    assert_eq!(found[0][names::HTTP_5XX], 1);
+    assert_eq!(found[0][names::ERRORS_CONNECT], 1);
 }
 
 #[tokio::test]

@@ -16,9 +16,8 @@
 //!
 //! The written names are taken from a real metrics line, produced by real
 //! Redis round trips and captured from the JSON logger, not from a list kept
-//! here, except for [`TODO_CODE_FIELDS`]: names the Terraform reads that the
-//! code does not write yet (issue 17). A test fails as soon as the code
-//! writes one of them, so that the list only shrinks.
+//! here. (Issue 17's names, once pending here, are all written now; a test
+//! holds the line to them: [`ISSUE_17_FIELDS`].)
 //!
 //! Then the alerts are evaluated over metrics lines, offline: the CloudWatch
 //! alarms by a small evaluator of sliding windows and composite alarms (here),
@@ -47,7 +46,7 @@ use hcl::{Block, Body as HclBody, Expression};
 use serde_json::Value;
 use shared::config::LogFormat;
 use shared::contract as names;
-use shared::telemetry::{self, IntervalPolicy, MetricsReporter};
+use shared::telemetry::{self, IntervalPolicy, MetricsReporter, RouteKind};
 use shared::testkit::{CapturedLogs, RedisServer};
 use shared::{AppContext, http::ApiError};
 use tower::ServiceExt;
@@ -55,48 +54,35 @@ use tower::ServiceExt;
 // ---------------------------------------------------------------------------
 // What the code writes, and what it does not write yet.
 
-/// TODO-CODE (issue 17): fields the alerts and dashboards read that the
-/// code does not write yet. docs/operations.md ("The metric contract")
-/// gives their meaning. When the code writes one, this test fails: replace
-/// the entry with the `names::` constant the code uses (add it to the
-/// contract test's expectations) and delete it here.
-const TODO_CODE_FIELDS: &[&str] = &[
-    // The environment (DEPLOY_ENVIRONMENT): a field of every line, a label of
-    // every log-based metric, a dimension of every EMF metric.
-    "environment",
-    // Lambda's log-level filtering reads these keys on every JSON line.
-    "level",
-    "timestamp",
-    // Requests outside the probe routes (/redis-health, /healthz), their
-    // 5xx, the slow ones, and the probe routes' own count.
-    "http_user_requests",
-    "http_user_responses_5xx",
-    "http_user_slow_requests",
-    "http_slow_threshold_ms",
-    "http_probe_requests",
-    // Redis round trips at or above each bound: the distribution's tail.
-    "redis_operations_ge_10ms",
-    "redis_operations_ge_25ms",
-    "redis_operations_ge_50ms",
-    "redis_operations_ge_100ms",
-    "redis_operations_ge_250ms",
-    "redis_operations_ge_1000ms",
-    // 1 on the first line of a process.
-    "cold_starts",
+/// The fields issue 17 added for the alerts and dashboards, each written
+/// by the code on every metrics line (docs/operations.md, "The metric
+/// contract", gives their meaning).
+const ISSUE_17_FIELDS: &[&str] = &[
+    names::ENVIRONMENT,
+    names::LEVEL,
+    names::TIMESTAMP,
+    names::HTTP_USER_REQUESTS,
+    names::HTTP_USER_5XX,
+    names::HTTP_USER_SLOW_REQUESTS,
+    names::HTTP_SLOW_THRESHOLD_MS,
+    names::HTTP_PROBE_REQUESTS,
+    names::OPERATIONS_GE_10MS,
+    names::OPERATIONS_GE_25MS,
+    names::OPERATIONS_GE_50MS,
+    names::OPERATIONS_GE_100MS,
+    names::OPERATIONS_GE_250MS,
+    names::OPERATIONS_GE_1000MS,
+    names::COLD_STARTS,
 ];
-
-/// TODO-CODE (issue 17): the EMF dimension sets the alarms read. Today the
-/// line declares `[["service"]]`.
-const TODO_CODE_DIMENSION_SETS: &[&[&str]] = &[&["service", "environment"], &["environment"]];
 
 /// The counts the request SLOs may read: they leave out the probe routes.
 const PROBE_FREE_COUNTS: &[&str] = &[
-    "http_user_requests",
-    "http_user_responses_5xx",
-    "http_user_slow_requests",
+    names::HTTP_USER_REQUESTS,
+    names::HTTP_USER_5XX,
+    names::HTTP_USER_SLOW_REQUESTS,
 ];
 
-/// The names the code writes, read off its output, plus the pending ones.
+/// The names the code writes, read off its output.
 #[derive(Debug, Clone)]
 struct Contract {
     /// Top-level fields of the metrics line and of the request lines.
@@ -136,7 +122,7 @@ async fn written_metrics_line() -> Value {
         })
         .await
         .unwrap_err();
-    reporter.record_response(503);
+    reporter.record_response(503, RouteKind::User, Duration::ZERO);
     assert!(reporter.flush());
     logs.text()
         .lines()
@@ -192,28 +178,9 @@ fn written_from(line: &Value) -> Contract {
     }
 }
 
-/// The written names plus the TODO-CODE ones: what the Terraform may read.
+/// What the Terraform may read: the names the code writes.
 fn contract_from(line: &Value) -> Contract {
-    let mut contract = written_from(line);
-    for field in TODO_CODE_FIELDS {
-        contract.log_fields.insert((*field).to_owned());
-        if ![
-            "environment",
-            "level",
-            "timestamp",
-            "http_slow_threshold_ms",
-        ]
-        .contains(field)
-        {
-            contract.emf_metrics.insert((*field).to_owned());
-        }
-    }
-    for set in TODO_CODE_DIMENSION_SETS {
-        contract
-            .emf_dimension_sets
-            .insert(set.iter().map(|d| (*d).to_owned()).collect());
-    }
-    contract
+    written_from(line)
 }
 
 // ---------------------------------------------------------------------------
@@ -1150,8 +1117,12 @@ fn offline_contract() -> Contract {
     let mut line = serde_json::json!({
         "event": names::METRICS_EVENT,
         "service": "x",
-        "_aws": {"CloudWatchMetrics": [{"Namespace": names::NAMESPACE, "Dimensions": [["service"]], "Metrics": []}]}
+        "_aws": {"CloudWatchMetrics": [{"Namespace": names::NAMESPACE, "Dimensions": names::DIMENSION_SETS, "Metrics": []}]}
     });
+    for field in [names::ENVIRONMENT, names::LEVEL, names::TIMESTAMP] {
+        line[field] = "x".into();
+    }
+    line[names::HTTP_SLOW_THRESHOLD_MS] = names::HTTP_SLOW_REQUEST_THRESHOLD_MS.into();
     for (name, _) in names::METRICS {
         line[*name] = 0.into();
         line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -1211,21 +1182,31 @@ async fn the_rendered_alerts_read_only_written_metrics_with_the_environment() {
 }
 
 #[tokio::test]
-async fn todo_code_lists_only_what_the_code_does_not_write_yet() {
+async fn the_line_writes_every_field_and_dimension_set_the_alerts_read() {
     let written = written_from(&written_metrics_line().await);
-    let done: Vec<&&str> = TODO_CODE_FIELDS
+    let missing: Vec<&&str> = ISSUE_17_FIELDS
         .iter()
-        .filter(|f| written.log_fields.contains(**f))
+        .filter(|f| !written.log_fields.contains(**f))
         .collect();
-    assert!(
-        done.is_empty(),
-        "the code writes {done:?} now: use its names:: constant in this test and remove it from TODO_CODE_FIELDS"
-    );
-    for set in TODO_CODE_DIMENSION_SETS {
+    assert!(missing.is_empty(), "not written: {missing:?}");
+    for field in ISSUE_17_FIELDS {
+        let not_metrics = [
+            names::ENVIRONMENT,
+            names::LEVEL,
+            names::TIMESTAMP,
+            names::HTTP_SLOW_THRESHOLD_MS,
+        ];
+        assert_eq!(
+            written.emf_metrics.contains(*field),
+            !not_metrics.contains(field),
+            "{field}: an EMF metric exactly when it is a count"
+        );
+    }
+    for set in names::DIMENSION_SETS {
         let set: BTreeSet<String> = set.iter().map(|d| (*d).to_owned()).collect();
         assert!(
-            !written.emf_dimension_sets.contains(&set),
-            "the line declares the dimension set {set:?} now: remove it from TODO_CODE_DIMENSION_SETS"
+            written.emf_dimension_sets.contains(&set),
+            "the line does not declare the dimension set {set:?}"
         );
     }
 }
@@ -1587,33 +1568,32 @@ struct Traffic {
     rejections: u64,
 }
 
-/// A metrics line in the format the alerts read (TODO-CODE fields included).
+/// A metrics line in the format the code writes.
 fn synthetic_line(service: &str, t: Traffic) -> Value {
     let requests = t.user_ok + t.user_5xx + t.probe_ok + t.probe_5xx;
-    serde_json::json!({
-        "event": names::METRICS_EVENT,
-        "service": service,
-        "environment": "production",
-        "level": if t.redis_errors + t.user_5xx + t.probe_5xx + t.rejections > 0 { "WARN" } else { "INFO" },
-        "redis_operations": t.redis_ops,
-        "redis_errors": t.redis_errors,
-        "redis_errors_connect": t.redis_connect,
-        "redis_circuit_rejections": t.rejections,
-        "redis_slow_operations": 0,
-        "redis_operations_ge_10ms": 0,
-        "redis_operations_ge_25ms": 0,
-        "redis_operations_ge_50ms": 0,
-        "redis_operations_ge_100ms": 0,
-        "redis_operations_ge_250ms": 0,
-        "redis_operations_ge_1000ms": 0,
-        "http_requests": requests,
-        "http_responses_5xx": t.user_5xx + t.probe_5xx,
-        "http_user_requests": t.user_ok + t.user_5xx,
-        "http_user_responses_5xx": t.user_5xx,
-        "http_user_slow_requests": t.user_slow,
-        "http_probe_requests": t.probe_ok + t.probe_5xx,
-        "cold_starts": 0,
-    })
+    let failed = t.redis_errors + t.user_5xx + t.probe_5xx + t.rejections > 0;
+    let mut line = serde_json::json!({
+        names::EVENT: names::METRICS_EVENT,
+        names::SERVICE: service,
+        names::ENVIRONMENT: "production",
+        names::LEVEL: if failed { "WARN" } else { "INFO" },
+        names::OPERATIONS: t.redis_ops,
+        names::ERRORS: t.redis_errors,
+        names::ERRORS_CONNECT: t.redis_connect,
+        names::CIRCUIT_REJECTIONS: t.rejections,
+        names::SLOW_OPERATIONS: 0,
+        names::HTTP_REQUESTS: requests,
+        names::HTTP_5XX: t.user_5xx + t.probe_5xx,
+        names::HTTP_USER_REQUESTS: t.user_ok + t.user_5xx,
+        names::HTTP_USER_5XX: t.user_5xx,
+        names::HTTP_USER_SLOW_REQUESTS: t.user_slow,
+        names::HTTP_PROBE_REQUESTS: t.probe_ok + t.probe_5xx,
+        names::COLD_STARTS: 0,
+    });
+    for (_, name) in names::OPERATIONS_AT_LEAST {
+        line[*name] = 0.into();
+    }
+    line
 }
 
 /// Lambda's own counts of a scenario minute (the code's 503s are no
@@ -2459,11 +2439,19 @@ fn a_redis_outage_pages_once_fast_stays_open_while_the_breaker_is_open_and_clear
     promtool_test(&catalogue, &s, &expects);
 }
 
+/// What a replay of the real code produced: the scenario of its lines and,
+/// per minute, the users' statuses and the probe's.
+struct Replay {
+    scenario: Scenario,
+    statuses: Vec<(Vec<u16>, u16)>,
+}
+
 /// The real code: a function's router against a `redis-server` of the test
-/// kit, user and probe requests each simulated minute, the line written at
-/// the end of each minute, Redis stopped from minute 20 to 40.
-#[tokio::test]
-async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_open() {
+/// kit, `users` user requests and one probe each simulated minute, the line
+/// written at the end of each minute, Redis stopped from minute 20 to 40.
+/// The lines are captured as the function writes them in production
+/// (`environment` included).
+async fn replay_of_the_real_code(users: usize) -> Replay {
     let mut server = RedisServer::start();
     let mut ctx = AppContext::with_redis(server.config()).unwrap();
     let hour = Duration::from_secs(3_600);
@@ -2486,8 +2474,9 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
     );
     let app = shared::http::finish(routes, &ctx);
     let logs = CapturedLogs::default();
-    let _guard = tracing::subscriber::set_default(telemetry::subscriber(
+    let _guard = tracing::subscriber::set_default(telemetry::subscriber_in(
         "tebra_debug",
+        "production",
         LogFormat::Json,
         "info",
         logs.clone(),
@@ -2514,7 +2503,7 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
             server.restart();
         }
         let mut user = Vec::new();
-        for _ in 0..10 {
+        for _ in 0..users {
             user.push(get("/value").await);
         }
         let probe = get(names::HEALTH_PATH).await;
@@ -2522,13 +2511,9 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
         let before = logs.text().lines().count();
         ctx.metrics.flush();
         for line in logs.text().lines().skip(before) {
-            let mut line: Value = serde_json::from_str(line).unwrap();
+            let line: Value = serde_json::from_str(line).unwrap();
             if line[names::EVENT] != names::METRICS_EVENT {
                 continue;
-            }
-            // TODO-CODE: the code does not write the environment yet.
-            if line.get("environment").is_none() {
-                line["environment"] = "production".into();
             }
             s.push("tebra_debug", m, line);
         }
@@ -2538,6 +2523,18 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    Replay {
+        scenario: s,
+        statuses,
+    }
+}
+
+#[tokio::test]
+async fn replay_of_the_real_code_pages_on_the_redis_and_request_slis_while_the_breaker_is_open() {
+    let Replay {
+        scenario: s,
+        statuses,
+    } = replay_of_the_real_code(10).await;
     assert!(
         statuses[..20]
             .iter()
@@ -2585,6 +2582,19 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
         "the page clears after recovery: {last}"
     );
 
+    // The users' 503s burn the request-availability SLO as well: the
+    // code's own, probe-free counts.
+    let request = &run.states["burn:tebra_debug-request_availability_fast"];
+    let fired_request = first_alarm(request).expect("the request SLO's fast burn fires");
+    assert!(fired_request <= 22, "{fired_request}");
+    assert!(
+        request[fired_request..40]
+            .iter()
+            .all(|s| *s == State::Alarm),
+        "{:?}",
+        &request[fired_request..40]
+    );
+
     let expects = vec![
         Expect {
             minute: 19,
@@ -2616,7 +2626,65 @@ async fn replay_of_the_real_code_pages_on_the_redis_sli_while_the_breaker_is_ope
             alert: "slo_redis_availability_fast",
             firing: vec![],
         },
+        Expect {
+            minute: 25,
+            alert: "slo_request_availability_fast",
+            firing: vec![Some("tebra_debug")],
+        },
+        Expect {
+            minute: 39,
+            alert: "slo_request_availability_fast",
+            firing: vec![Some("tebra_debug")],
+        },
     ];
+    promtool_test(&catalogue, &s, &expects);
+}
+
+/// The same outage with no user at all: only the probe's 503s. The Redis
+/// SLI pages (its PINGs fail), the request SLOs never burn (they read the
+/// probe-free counts the code writes).
+#[tokio::test]
+async fn replay_of_the_real_code_with_probes_only_burns_no_request_slo() {
+    let Replay {
+        scenario: s,
+        statuses,
+    } = replay_of_the_real_code(0).await;
+    assert!(statuses[21..40].iter().all(|(_, p)| *p == 503));
+    let catalogue = catalogue();
+    let run = evaluate_aws(&catalogue, &s);
+    for tier in ["fast", "slow", "ticket"] {
+        for slo in ["request_availability", "request_latency"] {
+            let key = format!("burn:tebra_debug-{slo}_{tier}");
+            assert_eq!(
+                first_alarm(&run.states[&key]),
+                None,
+                "{key} fired on probe-only 503s"
+            );
+        }
+    }
+    assert!(
+        first_alarm(&run.states["burn:tebra_debug-redis_availability_fast"]).is_some(),
+        "the Redis SLI still sees the outage"
+    );
+    let mut expects = Vec::new();
+    for minute in [22, 30, 39, 45] {
+        for alert in [
+            "slo_request_availability_fast",
+            "slo_request_availability_slow",
+            "slo_request_latency_fast",
+        ] {
+            expects.push(Expect {
+                minute,
+                alert,
+                firing: vec![],
+            });
+        }
+    }
+    expects.push(Expect {
+        minute: 30,
+        alert: "slo_redis_availability_fast",
+        firing: vec![Some("tebra_debug")],
+    });
     promtool_test(&catalogue, &s, &expects);
 }
 

@@ -119,13 +119,24 @@ struct Service {
 }
 
 impl Service {
+    /// The in-progress marker lives as long as the request can still run
+    /// (its deadline: on Lambda the invocation's, see `shared::http`) plus
+    /// the settings' slack, so a retry after a dead process waits no longer
+    /// than needed; outside a request, the configured lifetime.
     fn idempotency(&self, practice: &Tenant) -> Idempotency {
         let defaults = IdempotencySettings::default();
+        let pending_ttl = shared::redis::request_deadline().map_or(
+            self.settings.idempotency_pending_ttl,
+            |deadline| {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+                    + settings::PENDING_SLACK
+            },
+        );
         Idempotency::new(
             self.ctx.redis.clone(),
             practice,
             "sync",
-            IdempotencySettings::new(defaults.ttl, self.settings.idempotency_pending_ttl),
+            IdempotencySettings::new(defaults.ttl, pending_ttl),
         )
     }
 

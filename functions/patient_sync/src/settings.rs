@@ -19,10 +19,17 @@ pub struct Settings {
     /// `SYNC_LOCK_TTL_MS`: the longest a full sync holds the practice's lock
     /// if its process dies (default: 30 s, or twice `REQUEST_TIMEOUT_MS` if longer).
     pub lock_ttl: Duration,
-    /// How long an in-progress idempotency marker outlives a dead request:
-    /// the request deadline plus 5 s.
+    /// How long an in-progress idempotency marker outlives a dead request
+    /// outside a request's deadline: `REQUEST_TIMEOUT_MS` plus
+    /// [`PENDING_SLACK`]. In a request, the marker lives for the time the
+    /// request has left plus the slack.
     pub idempotency_pending_ttl: Duration,
 }
+
+/// How long an idempotency marker outlives the deadline of the request
+/// that set it (clock skew between the function and Redis, the answer's
+/// last writes).
+pub const PENDING_SLACK: Duration = Duration::from_secs(5);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -69,7 +76,7 @@ impl Settings {
                 365 * 24 * 3600,
             )?),
             lock_ttl,
-            idempotency_pending_ttl: request_timeout + Duration::from_secs(5),
+            idempotency_pending_ttl: request_timeout + PENDING_SLACK,
         })
     }
 }

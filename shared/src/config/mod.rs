@@ -81,6 +81,13 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// `LAMBDA_DEADLINE_MARGIN_MS`: on Lambda, how long before the
+    /// invocation's own deadline a request's deadline falls, so that the
+    /// function still answers (a `503` with `Retry-After`, its metrics
+    /// line) before Lambda ends the invocation. A request's deadline is the
+    /// earlier of `request_timeout` and the invocation's deadline minus this.
+    #[serde(serialize_with = "serialize_ms")]
+    pub lambda_deadline_margin: Duration,
 }
 
 /// The settings of the stores that the source documents give several backends.
@@ -97,6 +104,74 @@ pub struct StoreConfig {
     pub memory_ttl_days: u32,
     /// `DATABASE_URL`: PostgreSQL or MySQL for the `sql` backends.
     pub database_url: Option<Secret>,
+}
+
+/// The default of `LAMBDA_DEADLINE_MARGIN_MS`: enough to write the `503`,
+/// the metrics line and post the answer to the Runtime API (a few
+/// milliseconds on the loopback), with room for a scheduling hiccup.
+pub const DEFAULT_LAMBDA_DEADLINE_MARGIN_MS: u64 = 100;
+
+/// `DEPLOY_ENVIRONMENT` when it is not set.
+pub const UNSET_ENVIRONMENT: &str = "unset";
+
+/// Lambda's application log level (`AWS_LAMBDA_LOG_LEVEL`, set by Lambda's
+/// advanced logging controls): with the JSON log format, Lambda drops every
+/// line whose `level` is below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LambdaLogLevel {
+    /// `TRACE`: every line is kept.
+    Trace,
+    /// `DEBUG`.
+    Debug,
+    /// `INFO`.
+    Info,
+    /// `WARN`.
+    Warn,
+    /// `ERROR`.
+    Error,
+    /// `FATAL`: only fatal lines are kept.
+    Fatal,
+}
+
+impl LambdaLogLevel {
+    /// Lambda's name of the level (`TRACE` … `FATAL`), as the `level` key
+    /// of a JSON line carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "TRACE",
+            Self::Debug => "DEBUG",
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+        }
+    }
+
+    /// The `LOG_LEVEL` filter that keeps what Lambda keeps (`FATAL` has no
+    /// filter of its own: `error`).
+    pub fn filter(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error | Self::Fatal => "error",
+        }
+    }
+
+    /// The level named `value` (any case; `WARNING` for `WARN`), or `None`.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value.to_ascii_uppercase().as_str() {
+            "TRACE" => Self::Trace,
+            "DEBUG" => Self::Debug,
+            "INFO" => Self::Info,
+            "WARN" | "WARNING" => Self::Warn,
+            "ERROR" => Self::Error,
+            "FATAL" => Self::Fatal,
+            _ => return None,
+        })
+    }
 }
 
 /// Whether this process runs inside AWS Lambda: the Lambda Runtime API's
@@ -119,8 +194,21 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Log line format; JSON on the clouds, text in a terminal.
     pub log_format: LogFormat,
-    /// Default log filter (`LOG_LEVEL`, or `RUST_LOG` for full directives).
+    /// Default log filter (`LOG_LEVEL`, or `RUST_LOG` for full directives;
+    /// without either, Lambda's `AWS_LAMBDA_LOG_LEVEL`; else `info`).
     pub log_level: String,
+    /// `AWS_LAMBDA_LOG_LEVEL`: Lambda drops JSON lines below it, so the
+    /// metrics line is written at least at this level.
+    pub lambda_log_level: Option<LambdaLogLevel>,
+    /// `DEPLOY_ENVIRONMENT` (`production`, `staging`, …; default
+    /// [`UNSET_ENVIRONMENT`]): on every JSON line, a dimension of every
+    /// metric; the alerts of an environment read only its own lines.
+    pub environment: String,
+    /// What start-up should warn about once logging is set up (a setting
+    /// the alerts need is missing, a log format without metrics). Never
+    /// carries a secret.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 impl Config {
@@ -144,6 +232,12 @@ impl Config {
             port: env.range("PORT", 8080, 1, 65_535)? as u16,
             request_timeout: env.millis("REQUEST_TIMEOUT_MS", 10_000, 100, 900_000)?,
             max_body_bytes: env.range("MAX_BODY_BYTES", 1 << 20, 1_024, 64 << 20)? as usize,
+            lambda_deadline_margin: env.millis(
+                "LAMBDA_DEADLINE_MARGIN_MS",
+                DEFAULT_LAMBDA_DEADLINE_MARGIN_MS,
+                0,
+                60_000,
+            )?,
         };
         if http.request_timeout <= redis.command_timeout {
             return Err(ConfigError::new(
@@ -185,14 +279,53 @@ impl Config {
         let on_cloud = env.get("AWS_LAMBDA_RUNTIME_API").is_some()
             || env.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
             || env.get("K_SERVICE").is_some();
+        let mut notices = Vec::new();
         let log_format = match env.get("LOG_FORMAT").as_deref() {
-            None | Some("") if on_cloud => LogFormat::Json,
+            None | Some("") if on_cloud => {
+                if env
+                    .get("AWS_LAMBDA_LOG_FORMAT")
+                    .is_some_and(|f| f.eq_ignore_ascii_case("text"))
+                {
+                    notices.push(
+                        "AWS_LAMBDA_LOG_FORMAT is Text; writing JSON lines anyway (the metrics and \
+                         alerts need them; set LOG_FORMAT=text to insist)"
+                            .to_owned(),
+                    );
+                }
+                LogFormat::Json
+            }
             None | Some("") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
+            Some("text") => {
+                if on_cloud {
+                    notices.push(
+                        "LOG_FORMAT=text: no metric is extracted from text lines and every \
+                         metric alert stays silent"
+                            .to_owned(),
+                    );
+                }
+                LogFormat::Text
+            }
             Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or text")),
         };
-        let log_level = env.get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        let lambda_log_level = match env.get("AWS_LAMBDA_LOG_LEVEL") {
+            None => None,
+            Some(value) => {
+                let level = LambdaLogLevel::parse(&value);
+                if level.is_none() {
+                    notices.push(format!(
+                        "AWS_LAMBDA_LOG_LEVEL={value:?} is not one of TRACE, DEBUG, INFO, WARN, \
+                         ERROR, FATAL; ignored"
+                    ));
+                }
+                level
+            }
+        };
+        let log_level = env.get("LOG_LEVEL").unwrap_or_else(|| {
+            lambda_log_level
+                .map_or("info", LambdaLogLevel::filter)
+                .to_owned()
+        });
         if !matches!(
             log_level.to_ascii_lowercase().as_str(),
             "error" | "warn" | "info" | "debug" | "trace" | "off"
@@ -202,6 +335,25 @@ impl Config {
                 "expected one of error, warn, info, debug, trace, off (RUST_LOG takes full directives)",
             ));
         }
+        let environment = match env.get("DEPLOY_ENVIRONMENT") {
+            Some(name) if is_environment_name(&name) => name,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "DEPLOY_ENVIRONMENT",
+                    "expected a lowercase name: a letter, then up to 31 letters, digits or `-` \
+                     (production, staging, …)",
+                ));
+            }
+            None => {
+                if on_cloud {
+                    notices.push(format!(
+                        "DEPLOY_ENVIRONMENT is not set: the metrics say environment \
+                         {UNSET_ENVIRONMENT:?}, which no environment's alerts read"
+                    ));
+                }
+                UNSET_ENVIRONMENT.to_owned()
+            }
+        };
         Ok(Self {
             redis,
             http,
@@ -209,8 +361,19 @@ impl Config {
             admin_token,
             log_format,
             log_level,
+            lambda_log_level,
+            environment,
+            notices,
         })
     }
+}
+
+/// `^[a-z][a-z0-9-]{0,31}$`: a name that is safe as a label and a dimension.
+fn is_environment_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.len() <= 32
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn backend(env: &Env<'_>, name: &'static str) -> Result<Backend, ConfigError> {
@@ -415,5 +578,75 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var, "REQUEST_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn deploy_environment_is_validated_and_its_absence_noticed_on_the_clouds() {
+        let c = from(&[("DEPLOY_ENVIRONMENT", "staging-eu")]).unwrap();
+        assert_eq!(c.environment, "staging-eu");
+        for bad in [
+            "Production",
+            "1prod",
+            "prod env",
+            "a-very-long-environment-name-over-32",
+        ] {
+            let err = from(&[("DEPLOY_ENVIRONMENT", bad)]).unwrap_err();
+            assert_eq!(err.var, "DEPLOY_ENVIRONMENT", "{bad}");
+        }
+        let local = from(&[]).unwrap();
+        assert_eq!(local.environment, UNSET_ENVIRONMENT);
+        assert!(local.notices.is_empty(), "{:?}", local.notices);
+        let lambda = from(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
+        assert!(
+            lambda
+                .notices
+                .iter()
+                .any(|n| n.contains("DEPLOY_ENVIRONMENT")),
+            "{:?}",
+            lambda.notices
+        );
+    }
+
+    #[test]
+    fn lambdas_advanced_logging_controls_are_honoured() {
+        let c = from(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]).unwrap();
+        assert_eq!(c.lambda_log_level, Some(LambdaLogLevel::Warn));
+        assert_eq!(
+            c.log_level, "warn",
+            "the default filter follows Lambda's level"
+        );
+        let c = from(&[("AWS_LAMBDA_LOG_LEVEL", "FATAL"), ("LOG_LEVEL", "debug")]).unwrap();
+        assert_eq!(c.log_level, "debug", "LOG_LEVEL wins");
+        assert_eq!(c.lambda_log_level, Some(LambdaLogLevel::Fatal));
+        let c = from(&[("AWS_LAMBDA_LOG_LEVEL", "loud")]).unwrap();
+        assert_eq!(c.lambda_log_level, None);
+        assert!(c.notices.iter().any(|n| n.contains("AWS_LAMBDA_LOG_LEVEL")));
+
+        let lambda = [
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+        ];
+        let c = from(&lambda).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json, "the metrics need JSON lines");
+        assert!(
+            c.notices
+                .iter()
+                .any(|n| n.contains("AWS_LAMBDA_LOG_FORMAT"))
+        );
+        let c = from(&[lambda[0], lambda[1], ("LOG_FORMAT", "text")]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text, "an explicit LOG_FORMAT wins");
+        assert!(c.notices.iter().any(|n| n.contains("no metric")));
+    }
+
+    #[test]
+    fn the_lambda_deadline_margin_has_a_default_and_a_range() {
+        assert_eq!(
+            from(&[]).unwrap().http.lambda_deadline_margin,
+            Duration::from_millis(DEFAULT_LAMBDA_DEADLINE_MARGIN_MS)
+        );
+        let c = from(&[("LAMBDA_DEADLINE_MARGIN_MS", "250")]).unwrap();
+        assert_eq!(c.http.lambda_deadline_margin, Duration::from_millis(250));
+        let err = from(&[("LAMBDA_DEADLINE_MARGIN_MS", "61000")]).unwrap_err();
+        assert_eq!(err.var, "LAMBDA_DEADLINE_MARGIN_MS");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use super::server::serve_router;
+use super::server::serve_router_then;
 use crate::config::{Config, ConfigError, Env, RedisConfig};
 use crate::redis::{HealthCheck, RedisClient};
 use crate::telemetry::{self, MetricsReporter};
@@ -68,6 +68,9 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
     };
     let config = Config::from_env().map_err(fail)?;
     telemetry::init(service, &config);
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
+    }
     let ctx = AppContext::new(config).map_err(fail)?;
     tracing::info!(
         redis = %ctx.redis.config().redacted_url(),
@@ -79,12 +82,14 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
     Ok(ctx)
 }
 
-/// Serves `app` (see [`serve_router`]) and turns the outcome into an exit code.
-/// The metrics line is written on a timer meanwhile, and once more when
-/// serving stops, so the last interval's counts are not lost.
+/// Serves `app` (see [`super::serve_router`]) and turns the outcome into an
+/// exit code. The metrics line is written on a timer meanwhile, and once
+/// more when serving stops (on Lambda: on the SIGTERM that the registered
+/// extension makes Lambda send), so the last interval's counts are not
+/// lost. The first line carries the cold start and the init duration.
 pub async fn serve(app: Router, ctx: &AppContext) -> ExitCode {
     let timer = ctx.metrics.spawn_timer();
-    let outcome = serve_router(app, ctx.config.http.port).await;
+    let outcome = serve_router_then(app, ctx.config.http.port, || ctx.metrics.mark_ready()).await;
     timer.abort();
     ctx.metrics.flush();
     match outcome {

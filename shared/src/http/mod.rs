@@ -7,7 +7,8 @@
 //! - [`app`]: [`AppContext`] (configuration, Redis client, health probe,
 //!   metrics reporter) and the [`start`] / [`serve()`] pair a function's `main` calls.
 //! - [`routes`]: [`finish`], the routes and layers every function has.
-//! - [`server`]: [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests, [`for_lambda`].
+//! - [`server`]: [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests.
+//! - [`lambda`]: the Lambda handler (every event shape, stages, invalid URIs), [`for_lambda`], the shutdown extension.
 //! - [`error`]: [`ApiError`], the one error shape, and the conversion of every building block's error.
 //! - [`extract`]: [`Json`], [`PathParams`], [`QueryParams`]: extractors whose errors never quote the input.
 //! - [`admin`]: [`admin_only`], bearer-token guard of admin routes.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod app;
 pub mod error;
 pub mod extract;
+pub mod lambda;
 pub mod routes;
 pub mod server;
 
@@ -23,5 +25,6 @@ pub use admin::admin_only;
 pub use app::{AppContext, serve, start};
 pub use error::ApiError;
 pub use extract::{Json, PathParams, QueryParams};
+pub use lambda::{LambdaHandler, for_lambda};
 pub use routes::{REQUEST_ID_HEADER, finish};
-pub use server::{ServeError, for_lambda, serve_on, serve_router};
+pub use server::{ServeError, serve_on, serve_router, serve_router_then};

@@ -2,10 +2,21 @@
 //! `404`/`405`, the request-body limit, a request id and tracing span around
 //! every request, the request deadline, the metrics of every response, and a
 //! `500` for a panicking handler.
+//!
+//! # The request deadline
+//!
+//! A request's deadline is `REQUEST_TIMEOUT_MS`, and on Lambda the earlier
+//! of that and the invocation's own deadline (the runtime's
+//! `Lambda-Runtime-Deadline-Ms`, [`lambda_http::Context::deadline`]) less
+//! `LAMBDA_DEADLINE_MARGIN_MS` ([`request_deadline`]). Past it the caller
+//! gets `503` JSON with `Retry-After`, written before Lambda ends the
+//! invocation. Redis operations the request starts end a little earlier
+//! still (50 ms, at most a tenth of the deadline: [`redis_deadline`]), so
+//! that a Redis stall is answered as the Redis failure it is.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -18,9 +29,10 @@ use tracing::Instrument;
 
 use super::app::AppContext;
 use super::error::{ApiError, ErrorMarker};
+use crate::config::HttpConfig;
 use crate::contract as names;
 use crate::redis::ErrorKind;
-use crate::telemetry::MetricsReporter;
+use crate::telemetry::{MetricsReporter, RouteKind};
 
 /// How much sooner than the request Redis operations must end (at most a
 /// tenth of the request's deadline).
@@ -54,7 +66,7 @@ pub fn finish(routes: Router, ctx: &AppContext) -> Router {
             },
         ))
         .layer(middleware::from_fn_with_state(
-            ctx.config.http.request_timeout,
+            Deadlines::of(&ctx.config.http),
             request_context,
         ))
         .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))
@@ -64,18 +76,27 @@ pub fn finish(routes: Router, ctx: &AppContext) -> Router {
         ))
 }
 
-/// Counts every response and writes the metrics line when its interval is
-/// over: the request path is the one place sure to run on Lambda, where the
-/// process is frozen between invocations. Outside the request span, so the
-/// line does not carry one request's id.
+/// Counts every response (by route kind: a probe's or a user's, and how
+/// long it took) and writes the metrics line when its interval is over, or
+/// on Lambda when the request saw an error: the request path is the one
+/// place sure to run on Lambda, where the process is frozen between
+/// invocations. Outside the request span, so the line does not carry one
+/// request's id.
 async fn report_metrics(
     State(reporter): State<MetricsReporter>,
     req: Request,
     next: Next,
 ) -> Response {
+    let kind = RouteKind::of(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let started = Instant::now();
     let response = next.run(req).await;
-    reporter.record_response(response.status().as_u16());
-    reporter.flush_if_due();
+    let status = response.status().as_u16();
+    reporter.record_response(status, kind, started.elapsed());
+    reporter.after_response(status);
     response
 }
 
@@ -142,8 +163,71 @@ fn cloud_trace(req: &Request) -> Option<String> {
         .then(|| format!("projects/{project}/traces/{trace_id}"))
 }
 
+/// What a request's deadline is made of (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    request_timeout: Duration,
+    lambda_margin: Duration,
+}
+
+impl Deadlines {
+    fn of(http: &HttpConfig) -> Self {
+        Self {
+            request_timeout: http.request_timeout,
+            lambda_margin: http.lambda_deadline_margin,
+        }
+    }
+}
+
+/// An invocation deadline below this (September 2001 in epoch
+/// milliseconds) is no time of day: `cargo lambda watch` (1.9) sends the
+/// function's timeout (`600000`) in `Lambda-Runtime-Deadline-Ms`. Such a
+/// deadline is ignored rather than taken as long past.
+const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// How long a request may take from `now`: `request_timeout`, or less when
+/// it serves a Lambda invocation whose deadline (`invocation_deadline_ms`,
+/// epoch milliseconds; 0, or no plausible time of day, when unknown) minus
+/// `margin` comes sooner. Zero when that moment has passed.
+pub fn request_deadline(
+    request_timeout: Duration,
+    invocation_deadline_ms: u64,
+    margin: Duration,
+    now: SystemTime,
+) -> Duration {
+    if invocation_deadline_ms < PLAUSIBLE_DEADLINE_MS {
+        return request_timeout;
+    }
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(invocation_deadline_ms.saturating_sub(now_ms));
+    request_timeout.min(left.saturating_sub(margin))
+}
+
+/// How long the Redis operations of a request with `deadline` may take:
+/// 50 ms less, or a tenth less when that is shorter.
+pub fn redis_deadline(deadline: Duration) -> Duration {
+    deadline.saturating_sub(REDIS_DEADLINE_MARGIN.min(deadline / 10))
+}
+
 /// Request id, span, deadline and the one log line of a failed request.
-async fn request_context(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+async fn request_context(State(deadlines): State<Deadlines>, req: Request, next: Next) -> Response {
+    let invocation_deadline_ms = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map_or(0, |c| c.deadline);
+    let deadline = request_deadline(
+        deadlines.request_timeout,
+        invocation_deadline_ms,
+        deadlines.lambda_margin,
+        SystemTime::now(),
+    );
+    tracing::debug!(
+        invocation_deadline_ms,
+        deadline_ms = deadline.as_millis() as u64,
+        "request deadline"
+    );
     let id = request_id(&req);
     // The route template, never the raw path: paths carry tenant and record ids.
     let route = req
@@ -165,8 +249,7 @@ async fn request_context(State(deadline): State<Duration>, req: Request, next: N
     let started = Instant::now();
     // Redis work ends a little before the request does, so that a Redis
     // stall is answered as the Redis failure it is (its kind, Retry-After).
-    let redis_deadline = tokio::time::Instant::now()
-        + deadline.saturating_sub(REDIS_DEADLINE_MARGIN.min(deadline / 10));
+    let redis_deadline = tokio::time::Instant::now() + redis_deadline(deadline);
     let outcome = tokio::time::timeout(
         deadline,
         crate::redis::with_request_deadline(redis_deadline, next.run(req)),
@@ -208,4 +291,40 @@ async fn request_context(State(deadline): State<Duration>, req: Request, next: N
         tracing::debug!(status, latency_ms, "request served");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_invocations_deadline_less_the_margin_caps_the_request_timeout() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now_ms = 1_800_000_000_000;
+        let ten_s = Duration::from_secs(10);
+        let margin = Duration::from_millis(100);
+        // Not on Lambda, or no time of day (cargo lambda watch's 600000):
+        // the configured timeout.
+        assert_eq!(request_deadline(ten_s, 0, margin, now), ten_s);
+        assert_eq!(request_deadline(ten_s, 600_000, margin, now), ten_s);
+        // 300 ms left: 200 ms for the request, 180 ms for its Redis work.
+        let d = request_deadline(ten_s, now_ms + 300, margin, now);
+        assert_eq!(d, Duration::from_millis(200));
+        assert_eq!(redis_deadline(d), Duration::from_millis(180));
+        // A minute left: the configured timeout comes first.
+        assert_eq!(request_deadline(ten_s, now_ms + 60_000, margin, now), ten_s);
+        // Less left than the margin, or past: nothing.
+        assert_eq!(
+            request_deadline(ten_s, now_ms + 50, margin, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            request_deadline(ten_s, now_ms - 5, margin, now),
+            Duration::ZERO
+        );
+        assert_eq!(
+            redis_deadline(Duration::from_secs(10)),
+            Duration::from_millis(9_950)
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! Serving one router: on AWS Lambda through `lambda_http` when
-//! `AWS_LAMBDA_RUNTIME_API` is set, otherwise on `0.0.0.0:$PORT` with
+//! Serving one router: on AWS Lambda through `lambda_http` (see
+//! [`super::lambda`]) when `AWS_LAMBDA_RUNTIME_API` is set, otherwise on `0.0.0.0:$PORT` with
 //! graceful shutdown on SIGTERM and Ctrl-C (Cloud Run, containers, local).
 
 use std::future::Future;
@@ -7,8 +7,8 @@ use std::io;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tower::util::MapRequest;
 
+use super::lambda::{LambdaHandler, register_extension};
 use crate::config::on_lambda;
 
 /// Why serving stopped.
@@ -36,9 +36,30 @@ pub enum ServeError {
 /// # Errors
 /// When the port cannot be bound or the runtime fails.
 pub async fn serve_router(app: Router, port: u16) -> Result<(), ServeError> {
+    serve_router_then(app, port, || {}).await
+}
+
+/// [`serve_router`], calling `ready` once init is over: on Lambda after
+/// the internal extension is registered, right before the first `/next`
+/// (see [`super::lambda`]); as a server once the port is bound.
+///
+/// # Errors
+/// When the port cannot be bound or the runtime fails.
+pub async fn serve_router_then(
+    app: Router,
+    port: u16,
+    ready: impl FnOnce(),
+) -> Result<(), ServeError> {
     if on_lambda() {
-        tracing::info!(mode = "lambda", "serving Lambda invocations");
-        return lambda_http::run(for_lambda(app))
+        let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+        let extension = register_extension(&runtime_api).await;
+        tracing::info!(
+            mode = "lambda",
+            shutdown_signal = extension,
+            "serving Lambda invocations"
+        );
+        ready();
+        return lambda_http::lambda_runtime::run(LambdaHandler::new(app))
             .await
             .map_err(|e| ServeError::Lambda(e.to_string()));
     }
@@ -46,37 +67,8 @@ pub async fn serve_router(app: Router, port: u16) -> Result<(), ServeError> {
         .await
         .map_err(|source| ServeError::Bind { port, source })?;
     tracing::info!(mode = "server", port, "listening on http://0.0.0.0:{port}");
+    ready();
     serve_on(listener, app, shutdown_signal()).await
-}
-
-/// The router as it runs on Lambda. `lambda_http` puts a REST API's stage in
-/// front of the path (`/prod/redis-health`); this routes on the path the
-/// caller used instead, so a function answers at the same paths behind a
-/// REST API stage, an HTTP API, a Function URL or an ALB, and as a server.
-pub fn for_lambda(
-    app: Router,
-) -> MapRequest<Router, fn(lambda_http::Request) -> lambda_http::Request> {
-    tower::ServiceExt::map_request(app, route_on_raw_path as fn(_) -> _)
-}
-
-fn route_on_raw_path(mut req: lambda_http::Request) -> lambda_http::Request {
-    use lambda_http::RequestExt;
-    let raw = req.raw_http_path();
-    if raw.is_empty() || raw == req.uri().path() {
-        return req;
-    }
-    let path_and_query = match req.uri().query() {
-        Some(query) => format!("{raw}?{query}"),
-        None => raw.to_owned(),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    if let Ok(pq) = path_and_query.parse::<axum::http::uri::PathAndQuery>() {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
-    req
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests

@@ -57,6 +57,12 @@ struct Totals {
     fallbacks: u64,
 }
 
+impl Totals {
+    fn failures(&self) -> u64 {
+        self.errors.total() + self.circuit_rejections + self.overload_rejections
+    }
+}
+
 impl Default for ClientMetrics {
     fn default() -> Self {
         let started = Instant::now();
@@ -183,7 +189,8 @@ impl ClientMetrics {
         let now = Instant::now();
         let totals = self.totals();
         let elapsed = now.saturating_duration_since(mark.at);
-        let failed = totals.errors.total() > mark.totals.errors.total();
+        // Rejections (breaker open, queue full) are failures the user felt.
+        let failed = totals.failures() > mark.totals.failures();
         if !due(elapsed, failed) {
             return None;
         }
@@ -322,6 +329,9 @@ impl IntervalMetrics {
         .into_iter()
         .map(|(name, value)| (name, value.into()))
         .collect();
+        for ((_, name), count) in names::OPERATIONS_AT_LEAST.iter().zip(self.latency.at_least) {
+            fields.push((name, count.into()));
+        }
         if self.operations > 0 {
             fields.push((names::LATENCY_P50_MS, self.latency.p50_ms.into()));
             fields.push((names::LATENCY_P99_MS, self.latency.p99_ms.into()));
@@ -330,7 +340,9 @@ impl IntervalMetrics {
         IntervalSummary {
             duration: self.duration,
             fields,
-            failures: self.errors.total(),
+            // A rejection failed the user as an error would: the line
+            // is a warning and comes sooner.
+            failures: self.errors.total() + self.circuit_rejections + self.overload_rejections,
             empty: self.is_empty(),
         }
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::contract::OPERATIONS_AT_LEAST;
+
 /// Latency buckets: exact below 16 µs, then 8 per power of two (at most 6.25 %
 /// apart), up to 2^40 µs. Percentiles are the bucket midpoints.
 const EXACT: usize = 16;
@@ -112,7 +114,24 @@ pub(crate) fn summarize(counts: &[u64], window: Duration) -> LatencySummary {
         p95_ms: round3(at(0.95)),
         p99_ms: round3(at(0.99)),
         max_ms: round3(max),
+        at_least: at_least(counts),
     }
+}
+
+/// For each bound of [`OPERATIONS_AT_LEAST`], the observations at least
+/// that long. A bucket lies wholly on one side of a bound except the one
+/// that straddles it, which is counted by its midpoint: exact to within a
+/// bucket's width (6.25 %) of the bound.
+fn at_least(counts: &[u64]) -> [u64; AT_LEAST] {
+    std::array::from_fn(|i| {
+        let bound_micros = OPERATIONS_AT_LEAST[i].0 as f64 * 1_000.0;
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(bucket, _)| value_of(*bucket) >= bound_micros)
+            .map(|(_, c)| c)
+            .sum()
+    })
 }
 
 fn round3(v: f64) -> f64 {
@@ -134,7 +153,14 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     /// Largest observation (its bucket), in milliseconds.
     pub max_ms: f64,
+    /// Observations at least as long as each bound of
+    /// [`OPERATIONS_AT_LEAST`], in its order (the distribution's tail).
+    #[serde(skip)]
+    pub at_least: [u64; AT_LEAST],
 }
+
+/// How many bounds [`LatencySummary::at_least`] counts.
+pub const AT_LEAST: usize = OPERATIONS_AT_LEAST.len();
 
 /// Percentiles of a list of durations measured by a caller (a probe, a benchmark).
 pub fn summarize_durations(samples: &[Duration]) -> LatencySummary {
@@ -215,6 +241,17 @@ mod tests {
             assert!(err <= 0.0625 + 1e-9 || micros < 16, "{micros} -> {v}");
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn tail_counts_are_cumulative_and_exact_away_from_the_bounds() {
+        let ms =
+            |v: &[u64]| -> Vec<Duration> { v.iter().map(|m| Duration::from_millis(*m)).collect() };
+        // Bounds 10, 25, 50, 100, 250, 1000 ms.
+        let s = summarize_durations(&ms(&[1, 9, 12, 30, 49, 60, 120, 300, 2_000]));
+        assert_eq!(s.at_least, [7, 6, 4, 3, 2, 1]);
+        let none = summarize_durations(&[]);
+        assert_eq!(none.at_least, [0; AT_LEAST]);
     }
 
     #[test]

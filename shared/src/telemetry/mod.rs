@@ -2,15 +2,20 @@
 //!
 //! - `LOG_FORMAT=json` (the default on Lambda and Cloud Run): one JSON object
 //!   per line with `severity`, `message` and `time`, which Cloud Logging reads
-//!   as structured fields, plus the fields of the event and of the spans it is
-//!   in (so `request_id` is on every line of a request) and, when a Cloud
-//!   Trace header came in, `logging.googleapis.com/trace`. CloudWatch Logs
-//!   stores the same line as JSON.
+//!   as structured fields, `level` and `timestamp`, which Lambda's log-level
+//!   filtering reads, `service` and `environment`, plus the fields of the
+//!   event and of the spans it is in (so `request_id` is on every line of a
+//!   request) and, when a Cloud Trace header came in,
+//!   `logging.googleapis.com/trace`. CloudWatch Logs stores the same line as
+//!   JSON. (`AWS_LAMBDA_LOG_FORMAT=Text` does not change this unless
+//!   `LOG_FORMAT=text` says so: the metrics need JSON; see [`crate::config`].)
 //! - `LOG_FORMAT=text` (the default in a terminal): compact human-readable lines.
 //!
-//! The filter is `RUST_LOG` when set, otherwise `LOG_LEVEL` (default `info`).
-//! The metrics line (target [`crate::contract::METRICS_TARGET`]) passes at `info`
-//! whatever the filter says: the alerts read it.
+//! The filter is `RUST_LOG` when set, otherwise `LOG_LEVEL`, otherwise
+//! Lambda's `AWS_LAMBDA_LOG_LEVEL`, otherwise `info`. The metrics line
+//! (target [`crate::contract::METRICS_TARGET`]) passes at `info` whatever the
+//! filter says: the alerts read it; and its `level` is raised to
+//! `AWS_LAMBDA_LOG_LEVEL` so that Lambda does not drop it either.
 //!
 //! # Metrics
 //!
@@ -44,28 +49,35 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, UNSET_ENVIRONMENT};
 use crate::contract as names;
 use json::{JsonLine, SpanFields};
 pub use reporter::{
     DEFAULT_INTERVAL_LAMBDA, DEFAULT_INTERVAL_SERVER, ERROR_INTERVAL, INTERVAL_VAR, IntervalPolicy,
-    IntervalSource, IntervalSummary, MetricsReporter,
+    IntervalSource, IntervalSummary, MetricsReporter, RouteKind,
 };
 
 /// Installs the global logger for a function. Call once, first thing in
 /// `main`; later calls do nothing.
 pub fn init(service: &'static str, config: &Config) {
     let filter = filter(&config.log_level);
-    install(service, config.log_format, filter, io::stdout);
+    install(
+        service,
+        &config.environment,
+        config.log_format,
+        filter,
+        io::stdout,
+    );
 }
 
 /// Installs the global logger writing to `writer`: for tests that read the
-/// log lines back (to prove a secret never appears in them).
+/// log lines back (to prove a secret never appears in them). The lines say
+/// environment [`UNSET_ENVIRONMENT`].
 pub fn init_with_writer<W>(service: &'static str, format: LogFormat, level: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    install(service, format, filter(level), writer);
+    install(service, UNSET_ENVIRONMENT, format, filter(level), writer);
 }
 
 /// The logger [`init_with_writer`] installs, without installing it: for
@@ -79,7 +91,22 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    build(service, format, filter(level), writer)
+    subscriber_in(service, UNSET_ENVIRONMENT, format, level, writer)
+}
+
+/// [`subscriber`] whose lines name `environment` (as `DEPLOY_ENVIRONMENT`
+/// does for a function): for tests that evaluate an environment's alerts.
+pub fn subscriber_in<W>(
+    service: &'static str,
+    environment: &str,
+    format: LogFormat,
+    level: &str,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    build(service, environment, format, filter(level), writer)
 }
 
 fn filter(level: &str) -> EnvFilter {
@@ -106,17 +133,26 @@ fn crate_targets(level: &str) -> String {
         .join(",")
 }
 
-fn install<W>(service: &'static str, format: LogFormat, filter: EnvFilter, writer: W)
-where
+fn install<W>(
+    service: &'static str,
+    environment: &str,
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    if build(service, format, filter, writer).try_init().is_ok() {
+    if build(service, environment, format, filter, writer)
+        .try_init()
+        .is_ok()
+    {
         install_panic_hook();
     }
 }
 
 fn build<W>(
     service: &'static str,
+    environment: &str,
     format: LogFormat,
     filter: EnvFilter,
     writer: W,
@@ -128,7 +164,10 @@ where
         LogFormat::Json => Box::new(
             Registry::default().with(filter).with(SpanFields).with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(JsonLine { service })
+                    .event_format(JsonLine {
+                        service,
+                        environment: environment.to_owned(),
+                    })
                     .with_writer(writer),
             ),
         ),

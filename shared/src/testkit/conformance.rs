@@ -11,8 +11,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{
-    BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, free_port, lambda_env, lambda_events,
+    BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, SHUTDOWN_GRACE, ShutdownOutcome,
+    free_port, lambda_env, lambda_events,
 };
+use crate::contract as names;
 
 async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url)
@@ -75,13 +77,17 @@ pub async fn unreachable_redis(bin: &str) {
     }
 }
 
-/// Lambda mode: the real binary polls a Runtime API emulator and answers
-/// API Gateway v1, v2 and Function URL events with the same JSON.
+/// Lambda mode: the real binary registers its shutdown extension during
+/// init, polls a Runtime API emulator and answers every event shape (REST
+/// API with a stage, HTTP API `$default` and a named stage, Function URL,
+/// ALB with single- and multi-value headers) with the same JSON; at
+/// shutdown the SIGTERM Lambda sends writes the last metrics line.
 pub async fn lambda_mode(bin: &str) {
     let redis = RedisServer::start();
     let api = LambdaRuntimeApi::start().await;
     let mut env = lambda_env(&api);
     env.push(("REDIS_URL", redis.url()));
+    env.push(("DEPLOY_ENVIRONMENT", "conformance".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut f = FunctionProcess::spawn(bin, &env);
     let events = [
@@ -90,28 +96,61 @@ pub async fn lambda_mode(bin: &str) {
             lambda_events::apigw_v2("GET", "/redis-health", "", None),
         ),
         (
+            "v2 named stage",
+            lambda_events::apigw_v2_named_stage("prod", "GET", "/redis-health", "", None),
+        ),
+        (
             "function url",
             lambda_events::function_url("GET", "/redis-health", "", None),
         ),
         ("v1", lambda_events::apigw_v1("GET", "/redis-health", None)),
+        ("alb", lambda_events::alb("GET", "/redis-health", &[], None)),
+        (
+            "alb multi-value",
+            lambda_events::alb_multi_value("GET", "/redis-health", &[], None),
+        ),
     ];
+    let probes = events.len() as u64;
     for (name, event) in events {
         let reply = api.invoke(event).await;
         assert!(!reply.is_error, "{name}: {:?}\n{}", reply.body, f.output());
-        assert_eq!(reply.body["statusCode"], 200, "{name}: {}", reply.body);
-        let body: Value =
-            serde_json::from_str(reply.body["body"].as_str().unwrap_or("null")).unwrap();
+        assert_eq!(reply.status(), 200, "{name}: {}", reply.body);
+        let body = reply.json();
         assert_eq!(body["status"], "healthy", "{name}: {body}");
         assert_eq!(body["ping"], "PONG");
         assert!(body["connected_clients"].as_u64().is_some());
     }
-    // Invocations share the client: one connection to Redis for all three.
+    // Invocations share the client: one connection to Redis for all.
     assert_eq!(redis.client_count(), 1);
     let reply = api
         .invoke(lambda_events::apigw_v2("GET", "/nope", "", None))
         .await;
-    assert_eq!(reply.body["statusCode"], 404, "{}", reply.body);
+    assert_eq!(reply.status(), 404, "{}", reply.body);
     assert!(f.is_running());
+    assert!(
+        api.extensions()
+            .iter()
+            .any(|e| e.name == crate::http::lambda::EXTENSION_NAME && e.ready),
+        "no shutdown extension registered: {:?}",
+        api.extensions()
+    );
+
+    assert_eq!(
+        api.shutdown(&mut f, SHUTDOWN_GRACE),
+        ShutdownOutcome::ExitedAfterSigterm(Some(0)),
+        "{}",
+        f.output()
+    );
+    let output = f.output();
+    let last = output
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l[names::EVENT] == names::METRICS_EVENT)
+        .unwrap_or_else(|| panic!("no metrics line at shutdown:\n{output}"));
+    assert_eq!(last[names::HTTP_PROBE_REQUESTS], probes, "{last}");
+    assert_eq!(last[names::HTTP_USER_REQUESTS], 1, "the 404: {last}");
+    assert_eq!(last[names::ENVIRONMENT], "conformance", "{last}");
 }
 
 /// The router, as [`crate::http::serve_router`] runs it on Lambda, answers
@@ -121,8 +160,11 @@ pub async fn lambda_fixtures(app: Router) {
     let app = crate::http::for_lambda(app);
     for event in [
         lambda_events::apigw_v2("GET", "/redis-health", "", None),
+        lambda_events::apigw_v2_named_stage("prod", "GET", "/redis-health", "", None),
         lambda_events::function_url("GET", "/redis-health", "", None),
         lambda_events::apigw_v1("GET", "/redis-health", None),
+        lambda_events::alb("GET", "/redis-health", &[], None),
+        lambda_events::alb_multi_value("GET", "/redis-health", &[], None),
     ] {
         let request = lambda_http::request::from_str(&event.to_string()).expect("a valid event");
         let response = app.clone().oneshot(request).await.expect("infallible");

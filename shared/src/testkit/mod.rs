@@ -12,7 +12,7 @@
 //! - `redis`: [`RedisServer`] (start, stop, restart, pause, kill clients; TLS, ACL users) and [`BlackHole`].
 //! - `cluster`: [`RedisCluster`], a local Redis Cluster of N primaries.
 //! - `topology`: [`TestRedis`], a server or a cluster (`TEST_REDIS_TOPOLOGY`) for the building blocks' suites.
-//! - `lambda`: [`LambdaRuntimeApi`], the Runtime API emulator, and [`lambda_events`].
+//! - `lambda`: [`LambdaRuntimeApi`], the Runtime and Extensions API emulator (deadlines, shutdown), and [`lambda_events`].
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `proxy`: [`TcpProxy`], a TCP proxy that switches upstream, drops idle connections silently, black-holes, delays.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
@@ -41,7 +41,10 @@ mod topology;
 
 pub use browser::Browser;
 pub use cluster::RedisCluster;
-pub use lambda::{LambdaReply, LambdaRuntimeApi, lambda_env, lambda_events};
+pub use lambda::{
+    DEFAULT_TIME_LEFT, LambdaReply, LambdaRuntimeApi, RegisteredExtension, SHUTDOWN_GRACE,
+    ShutdownOutcome, lambda_env, lambda_events,
+};
 pub use logs::{CapturedLogs, CapturedWriter};
 pub use mariadb::{MariaDbServer, mariadb_bins};
 pub use postgres::{PostgresServer, postgres_bin_dir};

@@ -108,6 +108,27 @@ impl FunctionProcess {
         panic!("the function did not exit within {limit:?} of SIGTERM");
     }
 
+    /// Sends `signal` to the process (SIGSTOP and SIGCONT freeze and thaw
+    /// it, as Lambda does between invocations).
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Waits up to `limit` for the process to exit: `Some(exit code)` (the
+    /// code is `None` when a signal ended it), or `None` if it still runs.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits for the process to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let started = Instant::now();
