@@ -48,13 +48,16 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks against redis-benchmark: pool, client, HTTP, start/size, session backends (docs/performance.md)
+bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/size, session backends (docs/performance.md)
 	@start=$$(date +%s); \
+	scripts/install-oha.sh || exit 1; \
 	echo "==> building release binaries (functions and benchmarks)"; \
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench && \
 	for b in pool client http startup session_backends; do \
 		echo "==> $$b ($$(( $$(date +%s) - start )) s elapsed)"; \
+		t=$$(date +%s); \
 		./target/release/$$b || exit 1; \
+		echo "==> $$b took $$(( $$(date +%s) - t )) s"; \
 	done; \
 	echo "==> make bench done in $$(( $$(date +%s) - start )) s; results in bench-results/"
 

@@ -1,5 +1,6 @@
-//! Shared pieces of the benchmark programs: a closed-loop load generator,
-//! the `redis-benchmark` reference, tables and JSON results.
+//! Shared pieces of the benchmark programs: a closed-loop driver for
+//! in-process operations, HTTP load through oha, the `redis-benchmark`
+//! reference, tables and JSON results.
 //!
 //! Benchmarks are programs, not tests: they print a table with the reference
 //! measured in the same run and write machine-readable results under
@@ -7,8 +8,8 @@
 //! the median of several rounds and comparisons are ratios.
 
 pub mod chart;
-pub mod http_load;
 pub mod monitor;
+pub mod oha;
 pub mod proc;
 
 use std::future::Future;

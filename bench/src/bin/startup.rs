@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bench::http_load::{self, Request};
+use bench::oha::{self, Load, Request};
 use bench::{out, progress, table};
 use serde::Serialize;
 use shared::testkit::{FunctionProcess, RedisServer, free_port};
@@ -103,19 +103,19 @@ async fn main() {
         let _ = healthy(port);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle = bench::proc::rss_kib(f.pid()).unwrap_or(0);
-        let addr = ([127, 0, 0, 1], port).into();
-        let load = tokio::spawn(async move {
-            http_load::run(
-                addr,
-                &Request::get("/redis-health"),
-                64,
-                Duration::from_secs(3),
-            )
-            .await
+        // Memory under load: 64 keep-alive connections in a closed loop.
+        let base_url = f.base_url();
+        let request = Request::get("/redis-health");
+        let mut load = oha::spawn(&Load {
+            base_url: &base_url,
+            request: &request,
+            connections: 64,
+            duration: Duration::from_secs(3),
+            rate: None,
         });
         tokio::time::sleep(Duration::from_secs(2)).await;
         let loaded = bench::proc::rss_kib(f.pid()).unwrap_or(0);
-        let _ = load.await;
+        let _ = load.wait();
         let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
         rows.push(Row {
             function: name,
