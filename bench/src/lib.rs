@@ -311,3 +311,50 @@ impl Report {
         update_doc("docs/performance.md", section, self.0.trim_end());
     }
 }
+
+/// Claims and acknowledges every change queued for `practice` through a
+/// `patient_sync` at `base`, and returns the patient ids seen: how the chaos
+/// programs check that every acknowledged sync is in Redis. Retries a
+/// failed claim (a `503` just after a fault) for a few seconds.
+pub async fn drain_changes(
+    http: &reqwest::Client,
+    base: &str,
+    practice: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut failures = 0;
+    loop {
+        let reply = http
+            .post(format!(
+                "{base}/practices/{practice}/changes/claim?max=1000"
+            ))
+            .send()
+            .await;
+        let claimed: serde_json::Value = match reply {
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+            Ok(_) | Err(_) => {
+                failures += 1;
+                if failures > 50 {
+                    fail("claiming the queued changes kept failing after the run");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let changes = claimed["changes"].as_array().cloned().unwrap_or_default();
+        if changes.is_empty() {
+            return seen;
+        }
+        let ids: Vec<serde_json::Value> = changes.iter().map(|c| c["claim_id"].clone()).collect();
+        for c in &changes {
+            if let Some(p) = c["change"]["patient_id"].as_str() {
+                seen.insert(p.to_owned());
+            }
+        }
+        let _ = http
+            .post(format!("{base}/practices/{practice}/changes/ack"))
+            .json(&serde_json::json!({ "ids": ids }))
+            .send()
+            .await;
+    }
+}

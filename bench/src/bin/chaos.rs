@@ -403,35 +403,8 @@ async fn lost_writes(run: &Run, workload: Workload, acked: &[(String, String)]) 
             let practices: BTreeSet<&String> = acked.iter().map(|(p, _)| p).collect();
             let mut seen = BTreeSet::new();
             for practice in practices {
-                loop {
-                    let claimed: Value = match run
-                        .http
-                        .post(format!(
-                            "{}/practices/{practice}/changes/claim?max=1000",
-                            run.base
-                        ))
-                        .send()
-                        .await
-                    {
-                        Ok(r) => r.json().await.unwrap_or(Value::Null),
-                        Err(e) => bench::fail(&format!("claim after the run failed: {e}")),
-                    };
-                    let changes = claimed["changes"].as_array().cloned().unwrap_or_default();
-                    if changes.is_empty() {
-                        break;
-                    }
-                    let ids: Vec<Value> = changes.iter().map(|c| c["claim_id"].clone()).collect();
-                    for c in &changes {
-                        if let Some(p) = c["change"]["patient_id"].as_str() {
-                            seen.insert((practice.clone(), p.to_owned()));
-                        }
-                    }
-                    let _ = run
-                        .http
-                        .post(format!("{}/practices/{practice}/changes/ack", run.base))
-                        .json(&json!({ "ids": ids }))
-                        .send()
-                        .await;
+                for patient in bench::drain_changes(&run.http, &run.base, practice).await {
+                    seen.insert((practice.clone(), patient));
                 }
             }
             acked.iter().filter(|w| !seen.contains(*w)).count()

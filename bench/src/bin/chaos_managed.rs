@@ -460,44 +460,8 @@ async fn run_scenario(scenario: Scenario, bin: &std::path::Path, phase: Duration
 async fn claimed_changes(load: &Load, practices: &[String]) -> BTreeSet<(String, String)> {
     let mut seen = BTreeSet::new();
     for practice in practices {
-        let mut empty_rounds = 0;
-        loop {
-            let reply = load
-                .http
-                .post(format!(
-                    "{}/practices/{practice}/changes/claim?max=1000",
-                    load.base
-                ))
-                .send()
-                .await;
-            let claimed: Value = match reply {
-                Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-                // A 503 right after a fault: ask again.
-                Ok(_) | Err(_) => {
-                    empty_rounds += 1;
-                    if empty_rounds > 50 {
-                        bench::fail("claims kept failing after the run");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let changes = claimed["changes"].as_array().cloned().unwrap_or_default();
-            if changes.is_empty() {
-                break;
-            }
-            let ids: Vec<Value> = changes.iter().map(|c| c["claim_id"].clone()).collect();
-            for c in &changes {
-                if let Some(p) = c["change"]["patient_id"].as_str() {
-                    seen.insert((practice.clone(), p.to_owned()));
-                }
-            }
-            let _ = load
-                .http
-                .post(format!("{}/practices/{practice}/changes/ack", load.base))
-                .json(&json!({ "ids": ids }))
-                .send()
-                .await;
+        for patient in bench::drain_changes(&load.http, &load.base, practice).await {
+            seen.insert((practice.clone(), patient));
         }
     }
     seen
