@@ -9,7 +9,8 @@
 //! Latency p50/p99 with one caller; throughput at 1, 16, 64 and 256 callers.
 //! Prints a table, writes `bench-results/client.json` and two charts.
 //! `BENCH_SECS` (default 0.3) and `BENCH_ROUNDS` (default 5) set the effort;
-//! `BENCH_WORKERS` (default 2) the client's runtime threads.
+//! `BENCH_WORKERS` (default 2) the client's runtime threads;
+//! `BENCH_PROTOCOL=resp2` runs the client on RESP2.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,7 +232,13 @@ async fn run() {
     let secs: f64 = env_or("BENCH_SECS", 0.3);
     let rounds: usize = env_or("BENCH_ROUNDS", 5);
     let server = RedisServer::start();
-    let client = server.client();
+    // BENCH_PROTOCOL=resp2 measures the client on RESP2 (the default is
+    // the client's own default, RESP3).
+    let mut config = server.config();
+    if std::env::var("BENCH_PROTOCOL").as_deref() == Ok("resp2") {
+        config.protocol = shared::config::Protocol::Resp2;
+    }
+    let client = RedisClient::new(config).unwrap_or_else(|e| bench::fail(&e.to_string()));
     let all_cases = cases(&server, &client).await;
     let queue = Queue::new(
         client.clone(),
