@@ -176,6 +176,10 @@ ops-check: ops-tools ## Offline checks: terraform fmt and the alert rules (rende
 lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (cargo-lambda from PyPI): 200 (Function URL, HTTP API named stage, REST API), then 503 with Redis stopped
 	scripts/lambda-watch-smoke.sh $(or $(NAME),tebra_debug)
 
+.PHONY: coverage
+coverage: ## Line coverage of shared and the functions with every Rust test (cargo-tarpaulin, LLVM engine; ~30 min on 2 cores): per-crate table, HTML, lcov, uncovered lines in target/coverage/
+	@scripts/coverage.sh
+
 .PHONY: chaos
 chaos: ## Fault injection under load (release build, ~3 min): prints the table, updates docs/reliability.md
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench
