@@ -7,13 +7,15 @@
 //! - [`app`]: [`AppContext`] (configuration, Redis client, health probe,
 //!   metrics reporter) and the [`start`] / [`serve()`] pair a function's `main` calls.
 //! - [`routes`]: [`finish`], the routes and layers every function has.
-//! - [`server`]: [`serve_router`] on Lambda or `$PORT`, [`serve_on`] for tests, [`for_lambda`].
+//! - [`server`]: [`serve_router`] on Lambda or `$PORT` (header-read timeout, connection cap), [`serve_on`] for tests, [`for_lambda`].
 //! - [`error`]: [`ApiError`], the one error shape, and the conversion of every building block's error.
 //! - [`extract`]: [`Json`], [`PathParams`], [`QueryParams`]: extractors whose errors never quote the input.
-//! - [`admin`]: [`admin_only`], bearer-token guard of admin routes.
+//! - [`admin`]: [`admin_only`], bearer-token guard of admin routes, failed attempts throttled.
+//! - [`auth`]: [`bind_tenant`], authentication (`AUTH_MODE`) and tenant binding of a function's routes; [`Caller`].
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -21,7 +23,8 @@ pub mod server;
 
 pub use admin::admin_only;
 pub use app::{AppContext, serve, start};
+pub use auth::{Authenticator, Caller, bind_tenant};
 pub use error::ApiError;
 pub use extract::{Json, PathParams, QueryParams};
 pub use routes::{REQUEST_ID_HEADER, finish};
-pub use server::{ServeError, for_lambda, serve_on, serve_router};
+pub use server::{ServeError, ServerLimits, for_lambda, serve_on, serve_router, serve_with_limits};

@@ -287,6 +287,11 @@ impl RedisServer {
         config
     }
 
+    /// The default user's password, if the server has one.
+    pub fn password(&self) -> Option<&str> {
+        self.options.password.as_deref()
+    }
+
     /// A [`RedisClient`] for this server with default settings.
     pub fn client(&self) -> RedisClient {
         RedisClient::new(self.config()).expect("a local config is valid")
