@@ -209,3 +209,21 @@ pub async fn assert_tenant_routes_guarded(
         }
     }
 }
+
+/// `app` with `Authorization: authorization` added to every request that
+/// has none: a test's calls carry a credential without each building the
+/// header. The header reaches the authentication layer like any other.
+pub fn with_authorization(app: Router, authorization: &str) -> Router {
+    let value = axum::http::HeaderValue::from_str(authorization).expect("a header value");
+    app.layer(axum::middleware::map_request(
+        move |mut req: Request<Body>| {
+            let value = value.clone();
+            async move {
+                req.headers_mut()
+                    .entry(header::AUTHORIZATION)
+                    .or_insert(value);
+                req
+            }
+        },
+    ))
+}

@@ -331,3 +331,48 @@ async fn the_probe_routes_stay_open_and_say_only_what_a_probe_needs() {
     fields.sort_unstable();
     assert_eq!(fields, ["latency_ms", "ping", "status"], "{body}");
 }
+
+#[test]
+fn hostile_authorization_headers_are_401_never_5xx_and_reach_nothing() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    use shared::testkit::hostile;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let redis = RedisServer::start();
+    let idp = rt.block_on(TestIdp::start());
+    let app = app(&ctx(&redis, &idp.env()));
+    let monitor = RedisMonitor::start(&redis);
+    let valid = idp.token(&["clinic-1"]);
+    let header = prop_oneof![
+        hostile::text(),
+        hostile::text().prop_map(|t| format!("Bearer {t}")),
+        (hostile::text(), hostile::text(), hostile::text())
+            .prop_map(|(a, b, c)| format!("Bearer {a}.{b}.{c}")),
+        // A valid token with one part replaced by hostile text.
+        (0usize..3, hostile::text()).prop_map(move |(i, t)| {
+            let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+            parts[i] = t;
+            format!("Bearer {}", parts.join("."))
+        }),
+    ];
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 500,
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let result = runner.run(&header, |value| {
+        let Ok(value) = axum::http::HeaderValue::from_str(&value) else {
+            return Ok(());
+        };
+        let mut req = RouteCall::post_empty(HITS).request(None);
+        req.headers_mut().insert(header::AUTHORIZATION, value);
+        let answer = rt.block_on(send(&app, req));
+        prop_assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    monitor.assert_nothing("hostile credentials");
+}

@@ -46,12 +46,16 @@ async fn slowloris(addr: std::net::SocketAddr) -> Duration {
         }
     });
     let mut buf = [0u8; 256];
-    // The server closes the connection: EOF or a reset.
-    while let Ok(n) = read.read(&mut buf).await {
-        if n == 0 {
-            break;
+    // The server closes the connection: EOF or a reset. A server that never
+    // does is given up on after 10 s (and fails the test's bound).
+    let closed = async {
+        while let Ok(n) = read.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
     sender.abort();
     started.elapsed()
 }

@@ -72,9 +72,25 @@ impl Reply {
     }
 }
 
-/// `GET uri` on `app`, with `Authorization: Bearer <token>` when given.
+/// `GET uri` on `app`, with `Authorization: Bearer <token>` when given,
+/// from a client address of its own (the admin throttle counts failed
+/// tokens per address: `access` tries it from one).
 pub async fn get(app: &Router, uri: &str, token: Option<&str>) -> Reply {
-    let mut request = Request::get(uri);
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let source =
+        std::net::SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40_000));
+    get_from(app, uri, token, source).await
+}
+
+/// [`get`] from the client address `source`.
+pub async fn get_from(
+    app: &Router,
+    uri: &str,
+    token: Option<&str>,
+    source: std::net::SocketAddr,
+) -> Reply {
+    let mut request = Request::get(uri).extension(axum::extract::ConnectInfo(source));
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }

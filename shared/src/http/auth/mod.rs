@@ -347,8 +347,14 @@ async fn bind(State(binding): State<Binding>, req: Request, next: Next) -> Respo
             .iter()
             .find(|(name, _)| *name == binding.param)
             .map(|(_, value)| value),
-        // A segment that is not UTF-8 names no tenant anyone is granted.
-        Err(_) => return ApiError::forbidden().into_response(),
+        // As the handlers' own path extractors answer it.
+        Err(_) => {
+            return ApiError::bad_request(
+                "invalid_path",
+                "a path segment is not valid (percent-encoded UTF-8 expected)",
+            )
+            .into_response();
+        }
     };
     let Some(tenant) = tenant else {
         tracing::error!(
