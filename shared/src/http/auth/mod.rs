@@ -312,7 +312,9 @@ struct Binding {
 /// Puts every route of `routes` behind authentication and binds it to the
 /// tenant its path parameter `tenant_param` names (see the module
 /// documentation). Routes added to `routes` later are not covered: call it
-/// once all tenant routes are there, before [`super::finish`].
+/// once all tenant routes are there, before [`super::finish`]. A covered
+/// route without the `tenant_param` parameter is a bug: it answers `500`
+/// (and logs why), never serves unbound.
 ///
 /// ```no_run
 /// # use axum::{Router, routing::get};
