@@ -112,7 +112,7 @@ $(error PUBLIC=1 needs AUTH_MODE=jwt: with platform the platform is what authent
 endif
 endif
 
-deploy: ## Deploy one function: make deploy NAME=tebra_debug [TARGET=gcp|aws] [VPC_CONNECTOR=redis-connector]
+deploy: ## Deploy one function, private: make deploy NAME=tebra_debug [TARGET=gcp|aws] [VPC_CONNECTOR=redis-connector] [AUTH_MODE=platform|jwt] [PUBLIC=1 (jwt only)]
 	@echo "==> deploying $(NAME) to $(TARGET) ($(DEPLOY_TAG))"
 	$(MAKE) --no-print-directory deploy-$(TARGET) NAME=$(NAME)
 

@@ -34,7 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -343,33 +343,65 @@ async fn bind(State(binding): State<Binding>, req: Request, next: Next) -> Respo
         Ok(caller) => caller,
         Err(err) => return ApiError::from(err).into_response(),
     };
-    let params = RawPathParams::from_request_parts(&mut parts, &()).await;
-    let tenant = match &params {
+    let tenant = match RawPathParams::from_request_parts(&mut parts, &()).await {
         Ok(params) => params
             .iter()
             .find(|(name, _)| *name == binding.param)
-            .map(|(_, value)| value),
-        // As the handlers' own path extractors answer it.
-        Err(_) => {
+            .map(|(_, value)| Ok(value.to_owned())),
+        // Some segment is not UTF-8: find out whether it is the tenant's.
+        Err(_) => segment(&parts, binding.param).map(|raw| {
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8()
+                .map(|t| t.into_owned())
+                .map_err(|_| ())
+        }),
+    };
+    let tenant = match tenant {
+        Some(Ok(tenant)) => tenant,
+        // As the functions' own extractors answer it.
+        Some(Err(())) => {
             return ApiError::bad_request(
-                "invalid_path",
-                "a path segment is not valid (percent-encoded UTF-8 expected)",
+                "invalid_id",
+                format!(
+                    "invalid {}: the path segment is not valid UTF-8 text",
+                    binding.param
+                ),
             )
             .into_response();
         }
+        None => {
+            tracing::error!(
+                param = binding.param,
+                "a tenant-bound route has no such path parameter"
+            );
+            return ApiError::internal().into_response();
+        }
     };
-    let Some(tenant) = tenant else {
-        tracing::error!(
-            param = binding.param,
-            "a tenant-bound route has no such path parameter"
-        );
-        return ApiError::internal().into_response();
-    };
-    if !caller.may_access(tenant) {
+    if !caller.may_access(&tenant) {
         return ApiError::forbidden().into_response();
+    }
+    if RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .is_err()
+    {
+        // Another segment is not UTF-8: no handler could read it.
+        return ApiError::bad_request(
+            "invalid_path",
+            "a path segment is not valid (percent-encoded UTF-8 expected)",
+        )
+        .into_response();
     }
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The raw (still percent-encoded) path segment that the route template's
+/// `{param}` matched.
+fn segment<'a>(parts: &'a Parts, param: &str) -> Option<&'a str> {
+    let template = parts.extensions.get::<MatchedPath>()?.as_str();
+    let wanted = format!("{{{param}}}");
+    let index = template.split('/').position(|s| s == wanted)?;
+    parts.uri.path().split('/').nth(index)
 }
 
 #[cfg(test)]
