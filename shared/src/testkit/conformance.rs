@@ -11,9 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{
-    BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, free_port, lambda_env, lambda_events,
-};
+use super::{BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, lambda_env, lambda_events};
 
 async fn get_json(url: &str) -> (u16, Value) {
     let response = reqwest::get(url)
@@ -58,7 +56,10 @@ pub async fn server_mode(bin: &str) {
 /// answers: `/redis-health` is `503` JSON within 1.5 s, every time, and
 /// the process stays up.
 pub async fn unreachable_redis(bin: &str) {
-    let closed = format!("redis://127.0.0.1:{}", free_port());
+    // Port 1: closed everywhere and never handed out by the kernel, unlike
+    // a port found free a moment ago, which a parallel test's listener can
+    // take (it then answers, and the failure is a parse error).
+    let closed = "redis://127.0.0.1:1".to_owned();
     let hole = BlackHole::bind();
     for (url, kind) in [(closed, "connect"), (hole.url(), "timeout")] {
         let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &url)]);
