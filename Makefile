@@ -65,8 +65,15 @@ bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/si
 
 .PHONY: deploy deploy-gcp deploy-aws ops-check ops-tools
 
-# make deploy NAME=<function> [TARGET=gcp|aws] [VPC_CONNECTOR=...]
+# make deploy NAME=<function> [TARGET=gcp|aws] [VPC_CONNECTOR=...] [AUTH_MODE=platform|jwt] [PUBLIC=1]
 TARGET ?= gcp
+# Private by default: Cloud Run requires IAM authentication
+# (--no-allow-unauthenticated) and a Lambda Function URL AWS_IAM; the
+# function reads the identity the platform checked (AUTH_MODE=platform).
+# PUBLIC=1 opens the endpoint, and only for a function that verifies tokens
+# itself (AUTH_MODE=jwt). docs/operations.md, "Authentication".
+AUTH_MODE ?= platform
+PUBLIC ?=
 REGION ?= us-central1
 GCP_PROJECT ?= $(GOOGLE_CLOUD_PROJECT)
 ARTIFACT_REPO ?= functions
@@ -97,9 +104,18 @@ endif
 ifneq ($(shell printf '%s' '$(SERVICE)' | grep -Ec '^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$$'),1)
 $(error $(NAME) does not make a valid Cloud Run service name ($(SERVICE)))
 endif
+ifeq ($(filter $(AUTH_MODE),platform jwt),)
+$(error AUTH_MODE must be platform or jwt for a deployment (none is for local runs))
+endif
+ifneq ($(filter-out 1,$(PUBLIC)),)
+$(error PUBLIC is 1 or unset)
+endif
+ifeq ($(PUBLIC)$(AUTH_MODE),1platform)
+$(error PUBLIC=1 needs AUTH_MODE=jwt: with platform the platform is what authenticates)
+endif
 endif
 
-deploy: ## Deploy one function: make deploy NAME=tebra_debug [TARGET=gcp|aws] [VPC_CONNECTOR=redis-connector]
+deploy: ## Deploy one function, private: make deploy NAME=tebra_debug [TARGET=gcp|aws] [VPC_CONNECTOR=redis-connector] [AUTH_MODE=platform|jwt] [PUBLIC=1 (jwt only)]
 	@echo "==> deploying $(NAME) to $(TARGET) ($(DEPLOY_TAG))"
 	$(MAKE) --no-print-directory deploy-$(TARGET) NAME=$(NAME)
 
@@ -111,8 +127,10 @@ deploy-gcp: # Cloud Run: image, revision without traffic, smoke test, promote or
 	set -euo pipefail; \
 	previous=$$(gcloud run revisions list --service=$(SERVICE) $(GCLOUD_RUN) --sort-by=~metadata.creationTimestamp --limit=1 --format='value(metadata.name)'); \
 	gcloud run deploy $(SERVICE) $(GCLOUD_RUN) --image=$(IMAGE) --no-traffic --tag=$(REVISION_TAG) \
-	  --set-env-vars=LOG_FORMAT=json,DEPLOY_ENVIRONMENT=$(DEPLOY_ENVIRONMENT) $(if $(VPC_CONNECTOR),--vpc-connector=$(VPC_CONNECTOR) --vpc-egress=private-ranges-only) $(GCP_DEPLOY_FLAGS); \
+	  $(if $(PUBLIC),--allow-unauthenticated,--no-allow-unauthenticated) \
+	  --update-env-vars=LOG_FORMAT=json,DEPLOY_ENVIRONMENT=$(DEPLOY_ENVIRONMENT),AUTH_MODE=$(AUTH_MODE) $(if $(VPC_CONNECTOR),--vpc-connector=$(VPC_CONNECTOR) --vpc-egress=private-ranges-only) $(GCP_DEPLOY_FLAGS); \
 	url=$$(gcloud run services describe $(SERVICE) $(GCLOUD_RUN) --format='value(status.url)'); \
+	export SMOKE_ID_TOKEN=1 SMOKE_AUDIENCE="$$url"; \
 	if ! scripts/smoke-test.sh "https://$(REVISION_TAG)---$${url#https://}"; then \
 	  gcloud run services update-traffic $(SERVICE) $(GCLOUD_RUN) --remove-tags=$(REVISION_TAG); \
 	  echo "NOT PROMOTED: $(SERVICE) $(REVISION_TAG) failed its smoke test; traffic stays on $$previous" >&2; exit 1; \
@@ -124,7 +142,17 @@ deploy-gcp: # Cloud Run: image, revision without traffic, smoke test, promote or
 	fi; \
 	echo "==> $(SERVICE) $(REVISION_TAG) serves 100% at $$url"
 
-deploy-aws: # Lambda: zip, new version without traffic, smoke test, move the alias or keep/roll back
+deploy-aws: # Lambda: private URL, zip, new version without traffic, smoke test, move the alias or keep/roll back
+	set -euo pipefail; \
+	mode=$$(aws lambda get-function-configuration --function-name $(LAMBDA_FUNCTION) --query 'Environment.Variables.AUTH_MODE' --output text); \
+	if [ -n "$(PUBLIC)" ] && [ "$$mode" != "jwt" ]; then \
+	  echo "PUBLIC=1 needs the function's AUTH_MODE=jwt (it is $$mode): set AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIENCE and AUTH_MODE=jwt on it first" >&2; exit 2; \
+	fi; \
+	auth=$$(aws lambda get-function-url-config --function-name $(LAMBDA_FUNCTION) --qualifier $(LAMBDA_ALIAS) --query AuthType --output text 2>/dev/null || echo no-url); \
+	if [ "$$auth" = "NONE" ] && [ -z "$(PUBLIC)" ]; then \
+	  aws lambda update-function-url-config --function-name $(LAMBDA_FUNCTION) --qualifier $(LAMBDA_ALIAS) --auth-type AWS_IAM --output text --query AuthType; \
+	  echo "==> $(LAMBDA_FUNCTION):$(LAMBDA_ALIAS) URL was public; it now requires IAM (SigV4). PUBLIC=1 keeps a jwt-mode function public" >&2; \
+	fi
 	cargo lambda build --release --$(LAMBDA_ARCH) -p $(NAME) --bin $(NAME) --output-format zip
 	set -euo pipefail; \
 	previous=$$(aws lambda get-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --query FunctionVersion --output text); \
@@ -136,7 +164,7 @@ deploy-aws: # Lambda: zip, new version without traffic, smoke test, move the ali
 	  echo "NOT PROMOTED: $(LAMBDA_FUNCTION) version $$version failed its smoke test; $(LAMBDA_ALIAS) stays on $$previous" >&2; exit 1; \
 	fi; \
 	aws lambda update-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --function-version "$$version" --output text --query FunctionVersion; \
-	if [ -n "$(LAMBDA_URL)" ] && ! scripts/smoke-test.sh "$(LAMBDA_URL)"; then \
+	if [ -n "$(LAMBDA_URL)" ] && ! SMOKE_SIGV4=$(if $(PUBLIC),0,1) scripts/smoke-test.sh "$(LAMBDA_URL)"; then \
 	  aws lambda update-alias --function-name $(LAMBDA_FUNCTION) --name $(LAMBDA_ALIAS) --function-version "$$previous" --output text --query FunctionVersion; \
 	  echo "ROLLED BACK: $(LAMBDA_FUNCTION) $(LAMBDA_ALIAS) is back on $$previous" >&2; exit 1; \
 	fi; \

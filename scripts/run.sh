@@ -43,6 +43,13 @@ else
   echo "==> started a throwaway redis-server at $REDIS_URL (stopped when this exits)"
 fi
 
+# A local run has no platform to authenticate callers: anonymous access
+# unless AUTH_MODE says otherwise (the function warns at start).
+export AUTH_MODE="${AUTH_MODE:-none}"
+if [ "$AUTH_MODE" = "none" ]; then
+  echo "==> AUTH_MODE=none: every caller reaches every tenant (set AUTH_MODE=jwt to try tokens)"
+fi
+
 cargo build --quiet -p "$name" --bin "$name"
 echo "==> $name on http://localhost:$port  (Ctrl-C to stop)"
 echo "    curl -s http://localhost:$port/redis-health"

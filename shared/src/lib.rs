@@ -11,6 +11,7 @@
 //!     let routes = Router::new().route("/hello", get(|| async { "hi" }));
 //!     shared::http::finish(routes, &ctx) // adds /redis-health, /healthz, limits, request ids
 //! }
+//! // A tenant's routes go behind `shared::http::bind_tenant(routes, &ctx, "<tenant param>")` first.
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
@@ -31,7 +32,7 @@
 //! - [`redis`]: the client (connections, deadlines, batching, circuit breaker, error kinds, counters), health and diagnostics.
 //! - [`blocks`]: building blocks on Redis: keys, cache, lock, queue, rate limiter, idempotency, fallback, key listing.
 //! - [`store`] (feature `store`): agent session and memory stores on Redis, SQL or memory.
-//! - [`http`]: `serve` on Lambda or `$PORT`, common routes and layers, [`ApiError`], [`Json`], admin auth, [`AppContext`].
+//! - [`http`]: `serve` on Lambda or `$PORT`, common routes and layers, [`ApiError`], [`Json`], authentication and tenant binding (`AUTH_MODE`), admin auth, [`AppContext`].
 //! - `testkit` (feature `testkit`, tests only): real `redis-server`, PostgreSQL and MariaDB processes and their faults.
 
 /// Every binary that links this crate (the functions, the benchmarks, the

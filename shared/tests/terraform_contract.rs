@@ -669,7 +669,10 @@ impl Checker<'_> {
         }
         let ours = namespace == "var.metric_namespace"
             || literal(attr(body, "namespace")) == Some(self.contract.namespace.as_str());
-        let platform = literal(attr(body, "namespace")).is_some_and(|n| n.starts_with("AWS/"));
+        // AWS's own metrics, and those of CloudWatch Synthetics canaries
+        // (the signing probe of an IAM-private Function URL).
+        let platform = literal(attr(body, "namespace"))
+            .is_some_and(|n| n.starts_with("AWS/") || n == "CloudWatchSynthetics");
         let Some(metric) = literal(Some(metric)) else {
             self.violation(at, "a metric_name that is not a literal".into());
             return;

@@ -13,6 +13,12 @@
 //!   practice has on record, read through the fallback combinator (`null`
 //!   and `"degraded": true` when Redis fails).
 //!
+//! Every practice route is behind [`shared::http::bind_tenant`]: the caller
+//! must be authenticated (`AUTH_MODE`) for the practice the path names,
+//! else `401` / `403` and nothing is read or written. Idempotency keys are
+//! scoped by the authenticated caller as well as the practice; the
+//! practice's rate limit is only reached by callers bound to it.
+//!
 //! Handlers parse and validate, call the building blocks ([`sync`] here;
 //! rate limiter, lock, idempotency and queue in `shared`) and shape the
 //! answer. No field of a patient record is logged or put in an error.
@@ -44,6 +50,7 @@ use shared::blocks::keys::Tenant;
 use shared::blocks::lock::Lock;
 use shared::blocks::queue::{self, QueueError, QueueStats};
 use shared::blocks::ratelimit::RateLimiter;
+use shared::http::Caller;
 use shared::{ApiError, AppContext};
 
 pub use settings::Settings;
@@ -107,6 +114,7 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
             get(patient_count),
         )
         .with_state(service);
+    let routes = shared::http::bind_tenant(routes, &ctx, "practice_id");
     shared::http::finish(routes, &ctx)
 }
 
@@ -119,11 +127,13 @@ struct Service {
 }
 
 impl Service {
-    /// The in-progress marker lives as long as the request can still run
-    /// (its deadline: on Lambda the invocation's, see `shared::http`) plus
-    /// the settings' slack, so a retry after a dead process waits no longer
-    /// than needed; outside a request, the configured lifetime.
-    fn idempotency(&self, practice: &Tenant) -> Idempotency {
+    /// The idempotency records of `caller` in `practice`: another caller's
+    /// key of the same name is another record. The in-progress marker lives
+    /// as long as the request can still run (its deadline: on Lambda the
+    /// invocation's, see `shared::http`) plus the settings' slack, so a retry
+    /// after a dead process waits no longer than needed; outside a request,
+    /// the configured lifetime.
+    fn idempotency(&self, practice: &Tenant, caller: &Caller) -> Result<Idempotency, ApiError> {
         let defaults = IdempotencySettings::default();
         let pending_ttl = shared::redis::request_deadline().map_or(
             self.settings.idempotency_pending_ttl,
@@ -132,12 +142,13 @@ impl Service {
                     + settings::PENDING_SLACK
             },
         );
-        Idempotency::new(
+        Ok(Idempotency::new(
             self.ctx.redis.clone(),
             practice,
             "sync",
             IdempotencySettings::new(defaults.ttl, pending_ttl),
         )
+        .for_caller(&caller.scope_id())?)
     }
 
     fn lock(&self, practice: &Tenant) -> Result<Lock, ApiError> {
@@ -237,6 +248,7 @@ impl From<SyncError> for ApiError {
 
 async fn sync_patients(
     State(service): AppState,
+    caller: Caller,
     Practice(practice): Practice,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -278,7 +290,7 @@ async fn sync_patients(
         return Err(ApiError::too_many_requests(decision.retry_after));
     }
 
-    let idempotency = service.idempotency(&practice);
+    let idempotency = service.idempotency(&practice, &caller)?;
     let pending = match &idempotency_key {
         None => None,
         Some(key) => match idempotency.begin(key, batch.fingerprint()).await? {

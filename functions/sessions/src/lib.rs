@@ -15,8 +15,10 @@
 //! | `POST /apps/{app}/users/{user}/memory` `{"session_id"}` | `200` `{"added"}`; `404` no such session |
 //! | `GET /apps/{app}/users/{user}/memory?query=&limit=` | `200` `{"memories": […]}` |
 //!
-//! Bad input is a `4xx` JSON error and writes nothing; an unavailable
-//! backend is `503` with `Retry-After`.
+//! Every route is behind [`shared::http::bind_tenant`] on `{app}`: the
+//! caller must be authenticated (`AUTH_MODE`) for the app, else `401` /
+//! `403` and the store is not touched. Bad input is a `4xx` JSON error and
+//! writes nothing; an unavailable backend is `503` with `Retry-After`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -116,6 +118,7 @@ pub fn app(ctx: AppContext, stores: Stores) -> Router {
             post(add_to_memory).get(search_memory),
         )
         .with_state(stores);
+    let routes = shared::http::bind_tenant(routes, &ctx, "app");
     shared::http::finish(routes, &ctx)
 }
 

@@ -53,13 +53,17 @@ async fn exits_cleanly_on_sigterm() {
     conformance::graceful_shutdown(BIN).await;
 }
 
-/// The router on a Redis of its own, with extra settings.
+/// The router on a Redis of its own, with extra settings (authentication
+/// off unless they set `AUTH_MODE`: `tests/auth.rs` covers it).
 async fn spawn_app(vars: &[(&str, &str)]) -> (Router, RedisServer) {
     let redis = RedisServer::start();
-    let vars: Vec<(String, String)> = vars
+    let mut vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+    if !vars.iter().any(|(k, _)| k == "AUTH_MODE") {
+        vars.push(("AUTH_MODE".into(), "none".into()));
+    }
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut config = Config::from_lookup(&lookup).unwrap();
     config.redis = redis.config();
@@ -704,6 +708,7 @@ async fn backend_switch(url: &str) {
                 ("SESSION_BACKEND", backend),
                 ("MEMORY_BACKEND", backend),
                 ("DATABASE_URL", url),
+                ("AUTH_MODE", "none"),
             ],
         );
         f.wait_ready(Duration::from_secs(30)).await;
@@ -823,6 +828,8 @@ async fn an_unreachable_database_stops_the_process_without_printing_the_password
 /// generated cases: crafted app, user and session ids, state keys (`app:`,
 /// `user:`, `temp:`, braces, globs), events and query values. Nothing
 /// answers 5xx, and every key left is inside an app a request named.
+/// Authentication is on (`AUTH_MODE=jwt`): every request carries a token
+/// for `app-a` and `app-b`; the victim app is written with its own.
 #[test]
 fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
     use proptest::prelude::*;
@@ -863,15 +870,21 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
     let user = prop_oneof![3 => "u[0-1]", 1 => hostile::text()];
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (app, redis) = rt.block_on(spawn_app(&[]));
+    let idp = rt.block_on(shared::testkit::TestIdp::start());
+    let env = idp.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (router, redis) = rt.block_on(spawn_app(&env));
     let victim = format!("{}/sessions", "/apps/victim-app-0/users/v");
+    let as_victim =
+        shared::testkit::access::with_authorization(router.clone(), &idp.bearer(&["victim-app-0"]));
     let (status, _) = rt.block_on(call(
-        &app,
+        &as_victim,
         "POST",
         &victim,
         Some(json!({"session_id": "v"})),
     ));
     assert_eq!(status, StatusCode::CREATED);
+    let app = shared::testkit::access::with_authorization(router, &idp.bearer(&["app-a", "app-b"]));
     let victim_keys = redis.all_keys();
     let dump = |keys: &[String]| -> Vec<Vec<u8>> {
         keys.iter()
@@ -882,8 +895,10 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
 
     let named = RefCell::new(BTreeSet::from(["victim-app-0".to_owned()]));
     let (ok, rejected) = (Cell::new(0u32), Cell::new(0u32));
+    // 2,000 cases: with authentication on, an app id that is valid but not
+    // app-a or app-b is 403, so fewer requests than before reach Redis.
     let mut runner = TestRunner::new(ProptestConfig {
-        cases: 1_500,
+        cases: 2_000,
         failure_persistence: None,
         ..ProptestConfig::default()
     });

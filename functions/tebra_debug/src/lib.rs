@@ -3,9 +3,11 @@
 //! the client doing, what does a tenant's data look like.
 //!
 //! Routes (besides the common `/redis-health` and `/healthz`):
-//! - `GET /status`: the service name and the number of keys in Redis, read
-//!   through the fallback combinator: when Redis fails the answer is still
-//!   `200`, with `"keys": null` and `"degraded": true`.
+//! - `GET /status`: open to anyone, so it says only what anyone may know:
+//!   the service name and whether Redis answers a `PING`, read through the
+//!   fallback combinator (`"redis": "reachable"`, or `"unreachable"` with
+//!   `"degraded": true`, still `200`). Nothing about any tenant (not even
+//!   the number of keys across all of them): that is behind the admin token.
 //! - `GET /debug/redis?probe=<0..100>` and `GET /admin/redis-metrics` (the
 //!   same JSON): server figures from `INFO`, the client's pool, breaker,
 //!   counters and latency percentiles, and a live probe of `probe` `PING`s
@@ -133,27 +135,26 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
 #[derive(Serialize)]
 struct Status {
     service: &'static str,
-    keys: Option<u64>,
+    redis: &'static str,
     degraded: bool,
 }
 
 async fn status(State(state): State<DebugState>) -> Json<Status> {
-    let keys = with_fallback(
-        &state.ctx.redis,
-        "status.dbsize",
-        None,
-        |mut c| async move {
-            redis::cmd("DBSIZE")
-                .query_async::<u64>(&mut c)
-                .await
-                .map(Some)
-        },
-    )
+    let ping = with_fallback(&state.ctx.redis, "status.ping", false, |mut c| async move {
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(|_| true)
+    })
     .await;
     Json(Status {
         service: "tebra_debug",
-        degraded: keys.is_fallback(),
-        keys: keys.value,
+        degraded: ping.is_fallback(),
+        redis: if ping.value {
+            "reachable"
+        } else {
+            "unreachable"
+        },
     })
 }
 

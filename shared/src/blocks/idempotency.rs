@@ -4,12 +4,16 @@
 //! # Key scheme
 //!
 //! ```text
-//! ws:{<tenant>}:idempotency:<scope>:<escaped key>   hash
+//! ws:{<tenant>}:idempotency:<scope>[:<caller>]:<escaped key>   hash
 //!     state        pending | done
 //!     fp           the request's fingerprint (a hash of what makes it "the same request")
 //!     token        while pending: the random token of the request processing it
 //!     status, body when done: the stored response
 //! ```
+//!
+//! `<caller>` ([`Idempotency::for_caller`]) is the scope id of the
+//! authenticated caller: two callers of one tenant who pick the same key
+//! are two requests, and neither can replay (read) the other's response.
 //!
 //! # Protocol
 //!
@@ -251,6 +255,29 @@ impl Idempotency {
             prefix: tenant.key(&format!("idempotency:{scope}")),
             settings,
         }
+    }
+
+    /// The records of one caller only: `caller` is a fixed-form id of the
+    /// authenticated principal (lowercase hex, as
+    /// [`crate::http::Caller::scope_id`] makes), never raw caller input.
+    ///
+    /// # Errors
+    /// When `caller` is empty, longer than 64, or not lowercase hex.
+    pub fn for_caller(mut self, caller: &str) -> Result<Self, KeyError> {
+        if caller.is_empty()
+            || caller.len() > 64
+            || !caller
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(KeyError {
+                field: "caller",
+                reason: "must be 1 to 64 lowercase hex digits".into(),
+            });
+        }
+        self.prefix.push(':');
+        self.prefix.push_str(caller);
+        Ok(self)
     }
 
     /// The settings.

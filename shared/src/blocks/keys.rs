@@ -18,8 +18,17 @@
 //!   `A-Z a-z 0-9 . _ -` becomes `%XX`. The escape is injective (two ids never
 //!   share a key) and its output contains no `:`, `{`, `}`, `*`, `?`, `[`, `]`
 //!   or `\`.
+//! - Caller data that must not be readable in a key name at all (the words
+//!   of a conversation, indexed for search) goes through a [`KeyedHash`]:
+//!   an HMAC-SHA256 under a per-deployment secret, so that the key names
+//!   `SCAN` or `/debug/keys` show, or a leaked key listing, reveal nothing,
+//!   and the words cannot be recovered by hashing a dictionary without the
+//!   secret.
 
 use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 /// Longest tenant id.
 pub const MAX_TENANT_LEN: usize = 64;
@@ -166,6 +175,46 @@ fn push_escaped(out: &mut String, field: &'static str, id: &str) -> Result<(), K
     Ok(())
 }
 
+/// A keyed hash of caller data for key names (see the module documentation):
+/// 32 hex digits (128 bits) of an HMAC-SHA256 under a secret. Equal inputs
+/// give equal names, so an index still finds what it stored.
+#[derive(Clone)]
+pub struct KeyedHash {
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyedHash([redacted])")
+    }
+}
+
+impl KeyedHash {
+    /// A hash under `secret` (any length; the deployment's secret setting).
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            // HMAC takes a key of any length; this cannot fail.
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length")),
+        }
+    }
+
+    /// The name of `data`: 32 lowercase hex digits, free of every key
+    /// separator, brace and glob character.
+    pub fn name(&self, data: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(data.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest
+            .iter()
+            .take(16)
+            .fold(String::with_capacity(32), |mut out, b| {
+                out.push_str(&format!("{b:02x}"));
+                out
+            })
+    }
+}
+
 /// The Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag, or of
 /// the whole key when it has none), as the server computes it.
 pub fn hash_slot(key: &[u8]) -> u16 {
@@ -220,6 +269,20 @@ mod tests {
         assert_eq!(escape_id("id", "%41").unwrap(), "%2541");
         assert!(escape_id("id", "").is_err());
         assert!(escape_id("id", &"x".repeat(MAX_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn keyed_names_are_stable_depend_on_the_secret_and_hide_the_data() {
+        let a = KeyedHash::new(b"secret-a");
+        let b = KeyedHash::new(b"secret-b");
+        let name = a.name("4111");
+        assert_eq!(name, a.name("4111"));
+        assert_ne!(name, a.name("4112"));
+        assert_ne!(name, b.name("4111"));
+        assert_eq!(name.len(), 32);
+        assert!(name.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(!name.contains("4111"));
+        assert!(!format!("{a:?}").contains("secret"));
     }
 
     #[test]

@@ -12,11 +12,13 @@
 //! # Layout
 //!
 //! - `env`: [`Env`], the typed environment reader, and [`ConfigError`].
+//! - `auth`: [`AuthConfig`], who may call and which tenants they may touch (`AUTH_*`).
 //! - `secret`: [`Secret`], a value that is never printed.
 //! - `redis`: [`RedisConfig`], how to reach Redis.
 //! - this file: [`Config`] (everything a function reads), the HTTP and store
 //!   settings, and where the process runs ([`on_lambda`]).
 
+mod auth;
 mod env;
 mod redis;
 mod secret;
@@ -25,6 +27,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use auth::{
+    ACCEPTED_ALGORITHMS, AuthConfig, AuthMode, DEFAULT_ALGORITHMS, JwtConfig, PrincipalGrant,
+    Runtime, TenantGrant,
+};
 pub use env::{ConfigError, Env};
 pub use redis::{CredentialSource, DEFAULT_MAX_CONNECTIONS, Protocol, RedisConfig, Topology};
 pub use secret::Secret;
@@ -88,6 +94,15 @@ pub struct HttpConfig {
     /// earlier of `request_timeout` and the invocation's deadline minus this.
     #[serde(serialize_with = "serialize_ms")]
     pub lambda_deadline_margin: Duration,
+    /// `HEADER_READ_TIMEOUT_MS`: the plain server closes a connection whose
+    /// request head (or next request head, on a kept-alive connection) has
+    /// not fully arrived in this time (slowloris).
+    #[serde(serialize_with = "serialize_ms")]
+    pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: connections the plain server holds open at once;
+    /// past it, new ones wait in the kernel's accept queue. Keep it below the
+    /// process's file-descriptor limit minus the Redis connections.
+    pub max_connections: usize,
 }
 
 /// The settings of the stores that the source documents give several backends.
@@ -104,6 +119,9 @@ pub struct StoreConfig {
     pub memory_ttl_days: u32,
     /// `DATABASE_URL`: PostgreSQL or MySQL for the `sql` backends.
     pub database_url: Option<Secret>,
+    /// `MEMORY_INDEX_KEY`: the secret of the keyed hash that turns a word
+    /// into its memory-index key name, so key names hold no conversation text.
+    pub memory_index_key: IndexKey,
 }
 
 /// The default of `LAMBDA_DEADLINE_MARGIN_MS`: enough to write the `503`,
@@ -173,6 +191,30 @@ impl LambdaLogLevel {
         })
     }
 }
+/// The secret of the memory index (`MEMORY_INDEX_KEY`), or why there is none.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKey {
+    /// Set by the deployment.
+    Configured(Secret),
+    /// Unset off the clouds: [`DEV_MEMORY_INDEX_KEY`] is used.
+    DevDefault,
+    /// Unset on Lambda or Cloud Run: the Redis memory store refuses to open.
+    Missing,
+}
+
+/// The memory-index secret of local runs without `MEMORY_INDEX_KEY`. It is
+/// public (it is written here), so it protects nothing: a deployment sets
+/// its own, and on Lambda and Cloud Run the Redis memory store will not
+/// open without one.
+pub const DEV_MEMORY_INDEX_KEY: &str = "dev-only-memory-index-key-not-secret";
+
+/// Shortest accepted `MEMORY_INDEX_KEY`, in bytes.
+pub const MIN_INDEX_KEY_LEN: usize = 32;
+
+/// `ADMIN_TOKEN` values the documentation shows as examples: a deployment
+/// that copied one is refused at start.
+pub const EXAMPLE_ADMIN_TOKENS: &[&str] = &["change-me-to-a-long-random-token"];
 
 /// Whether this process runs inside AWS Lambda: the Lambda Runtime API's
 /// address is set (`AWS_LAMBDA_RUNTIME_API`), as Lambda sets it for every
@@ -190,6 +232,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Session and memory store settings.
     pub stores: StoreConfig,
+    /// Who may call and which tenants they may touch.
+    pub auth: AuthConfig,
     /// Bearer token of the admin endpoints; without it they answer `404`.
     pub admin_token: Option<Secret>,
     /// Log line format; JSON on the clouds, text in a terminal.
@@ -238,6 +282,8 @@ impl Config {
                 0,
                 60_000,
             )?,
+            header_read_timeout: env.millis("HEADER_READ_TIMEOUT_MS", 5_000, 100, 60_000)?,
+            max_connections: env.range("MAX_CONNECTIONS", 512, 1, 65_536)? as usize,
         };
         if http.request_timeout <= redis.command_timeout {
             return Err(ConfigError::new(
@@ -248,6 +294,26 @@ impl Config {
                 ),
             ));
         }
+        let runtime = Runtime::detect(&env);
+        let memory_index_key = match env.get("MEMORY_INDEX_KEY") {
+            Some(key) if key.len() < MIN_INDEX_KEY_LEN => {
+                return Err(ConfigError::new(
+                    "MEMORY_INDEX_KEY",
+                    format!(
+                        "must be at least {MIN_INDEX_KEY_LEN} characters (e.g. openssl rand -hex 32)"
+                    ),
+                ));
+            }
+            Some(key) if key == DEV_MEMORY_INDEX_KEY => {
+                return Err(ConfigError::new(
+                    "MEMORY_INDEX_KEY",
+                    "is the documented development value; generate one (e.g. openssl rand -hex 32)",
+                ));
+            }
+            Some(key) => IndexKey::Configured(Secret::new(key)),
+            None if runtime.is_cloud() => IndexKey::Missing,
+            None => IndexKey::DevDefault,
+        };
         let stores = StoreConfig {
             session_backend: backend(&env, "SESSION_BACKEND")?,
             memory_backend: backend(&env, "MEMORY_BACKEND")?,
@@ -259,6 +325,7 @@ impl Config {
             )?),
             memory_ttl_days: env.range("REDIS_MEMORY_TTL_DAYS", 30, 1, 3_650)? as u32,
             database_url: env.get("DATABASE_URL").map(Secret::new),
+            memory_index_key,
         };
         let sql_needed = [stores.session_backend, stores.memory_backend].contains(&Backend::Sql);
         if sql_needed && stores.database_url.is_none() {
@@ -276,9 +343,22 @@ impl Config {
                 "must be at least 16 characters (or unset to disable the admin endpoints)",
             ));
         }
-        let on_cloud = env.get("AWS_LAMBDA_RUNTIME_API").is_some()
-            || env.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
-            || env.get("K_SERVICE").is_some();
+        if let Some(token) = &admin_token {
+            let lowered = token.expose().to_ascii_lowercase();
+            if EXAMPLE_ADMIN_TOKENS
+                .iter()
+                .any(|e| token.matches(e.as_bytes()))
+                || lowered.contains("change-me")
+                || lowered.contains("changeme")
+            {
+                return Err(ConfigError::new(
+                    "ADMIN_TOKEN",
+                    "is the documentation's example value; generate one (e.g. openssl rand -hex 24)",
+                ));
+            }
+        }
+        let auth = AuthConfig::from_env(&env, http.request_timeout)?;
+        let on_cloud = runtime.is_cloud();
         let mut notices = Vec::new();
         let log_format = match env.get("LOG_FORMAT").as_deref() {
             None | Some("") if on_cloud => {
@@ -358,6 +438,7 @@ impl Config {
             redis,
             http,
             stores,
+            auth,
             admin_token,
             log_format,
             log_level,
@@ -414,6 +495,21 @@ mod tests {
         assert_eq!(c.stores.memory_ttl_days, 30);
         assert_eq!(c.redis.topology, Topology::Detect);
         assert!(c.admin_token.is_none());
+        assert_eq!(c.auth.mode, AuthMode::Platform);
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.http.max_connections, 512);
+        assert!(matches!(c.stores.memory_index_key, IndexKey::DevDefault));
+    }
+
+    #[test]
+    fn the_memory_index_key_is_missing_on_the_clouds_and_never_printed() {
+        let c = from(&[("K_SERVICE", "sessions")]).unwrap();
+        assert!(matches!(c.stores.memory_index_key, IndexKey::Missing));
+        let key = "0123456789abcdef0123456789abcdef-index";
+        let c = from(&[("MEMORY_INDEX_KEY", key)]).unwrap();
+        assert!(matches!(&c.stores.memory_index_key, IndexKey::Configured(k) if k.expose() == key));
+        let printed = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!printed.contains(key), "{printed}");
     }
 
     #[test]
@@ -461,6 +557,21 @@ mod tests {
             ("SESSION_BACKEND", "mongo", "redis, sql or memory"),
             ("LOG_FORMAT", "xml", "json or text"),
             ("ADMIN_TOKEN", "short", "at least 16"),
+            (
+                "ADMIN_TOKEN",
+                "change-me-to-a-long-random-token",
+                "example value",
+            ),
+            ("ADMIN_TOKEN", "please-CHANGEME-0123456789", "example value"),
+            ("MEMORY_INDEX_KEY", "too-short", "at least 32"),
+            (
+                "MEMORY_INDEX_KEY",
+                DEV_MEMORY_INDEX_KEY,
+                "development value",
+            ),
+            ("HEADER_READ_TIMEOUT_MS", "10", "from 100 to 60000"),
+            ("MAX_CONNECTIONS", "0", "from 1 to 65536"),
+            ("AUTH_MODE", "open", "jwt, platform or none"),
             ("PORT", "70000", "from 1 to 65535"),
         ];
         for (var, value, expect) in cases {

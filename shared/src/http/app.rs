@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use super::auth::Authenticator;
 use super::server::serve_router_then;
-use crate::config::{Config, ConfigError, Env, RedisConfig};
+use crate::config::{AuthConfig, AuthMode, Config, ConfigError, Env, RedisConfig, Runtime};
 use crate::redis::{HealthCheck, RedisClient};
 use crate::telemetry::{self, MetricsReporter};
 
@@ -24,6 +25,8 @@ pub struct AppContext {
     pub health: HealthCheck,
     /// Writes the metrics line the alerts read (see [`telemetry`]).
     pub metrics: MetricsReporter,
+    /// Establishes callers (`AUTH_MODE`); holds the JWKS cache.
+    pub auth: Authenticator,
 }
 
 impl AppContext {
@@ -31,25 +34,29 @@ impl AppContext {
     ///
     /// # Errors
     /// When the Redis settings cannot make a client (an unreadable CA file),
-    /// or `METRICS_INTERVAL_SECS` is invalid.
+    /// `METRICS_INTERVAL_SECS` is invalid, or the JWKS client cannot be built.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         let redis = RedisClient::new(config.redis.clone())?;
         let metrics = MetricsReporter::from_env(redis.clone(), &Env::from_process())?;
+        let auth = Authenticator::new(&config.auth)?;
         Ok(Self {
             config: Arc::new(config),
             health: HealthCheck::new(redis.clone()),
             redis,
             metrics,
+            auth,
         })
     }
 
-    /// A context with default settings except for Redis: for tests and tools.
+    /// A context with default settings except for Redis, and with
+    /// authentication off (`AUTH_MODE=none`): for tests and tools.
     ///
     /// # Errors
     /// As [`AppContext::new`].
     pub fn with_redis(redis: RedisConfig) -> Result<Self, ConfigError> {
         let mut config = Config::from_lookup(|_| None)?;
         config.redis = redis;
+        config.auth = AuthConfig::anonymous();
         Self::new(config)
     }
 }
@@ -77,9 +84,28 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
         pool_size = ctx.config.redis.max_connections,
         topology = ?ctx.config.redis.topology,
         credentials = ctx.redis.credential_provider(),
+        auth_mode = ctx.config.auth.mode.as_str(),
         "{service} starting"
     );
+    warn_about_auth(&ctx.config.auth);
     Ok(ctx)
+}
+
+/// The modes that leave tenant routes open, or shut, without it being obvious.
+fn warn_about_auth(auth: &AuthConfig) {
+    match (auth.mode, auth.runtime) {
+        (AuthMode::None, Runtime::Other) => tracing::warn!(
+            "AUTH_MODE=none: every caller is anonymous and may reach every tenant; for local runs only"
+        ),
+        (AuthMode::None, _) => tracing::warn!(
+            "AUTH_MODE=none on a cloud (AUTH_ALLOW_ANONYMOUS=true): every caller is anonymous and may reach every tenant"
+        ),
+        (AuthMode::Platform, Runtime::Other) => tracing::warn!(
+            "AUTH_MODE=platform (the default) outside Lambda and Cloud Run: no platform passes an identity here, \
+             so every tenant route answers 401; use AUTH_MODE=jwt, or AUTH_MODE=none for a local run"
+        ),
+        _ => {}
+    }
 }
 
 /// Serves `app` (see [`super::serve_router`]) and turns the outcome into an
@@ -89,7 +115,7 @@ pub fn start(service: &'static str) -> Result<AppContext, ExitCode> {
 /// lost. The first line carries the cold start and the init duration.
 pub async fn serve(app: Router, ctx: &AppContext) -> ExitCode {
     let timer = ctx.metrics.spawn_timer();
-    let outcome = serve_router_then(app, ctx.config.http.port, || ctx.metrics.mark_ready()).await;
+    let outcome = serve_router_then(app, &ctx.config.http, || ctx.metrics.mark_ready()).await;
     timer.abort();
     ctx.metrics.flush();
     match outcome {

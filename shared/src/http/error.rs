@@ -34,7 +34,7 @@ pub struct ApiError {
     message: String,
     kind: Option<ErrorKind>,
     retry_after: Option<Duration>,
-    www_authenticate: bool,
+    www_authenticate: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -67,7 +67,7 @@ impl ApiError {
             message: message.into(),
             kind: None,
             retry_after: None,
-            www_authenticate: false,
+            www_authenticate: None,
         }
     }
 
@@ -108,14 +108,31 @@ impl ApiError {
 
     /// `401` with `WWW-Authenticate: Bearer`.
     pub fn unauthorized() -> Self {
+        Self::unauthorized_with("a valid bearer token is required", false)
+    }
+
+    /// `401` saying why; `WWW-Authenticate: Bearer`, with
+    /// `error="invalid_token"` when a credential was presented and refused
+    /// (RFC 6750). `message` must not quote the credential.
+    pub fn unauthorized_with(message: &'static str, invalid_token: bool) -> Self {
         Self {
-            www_authenticate: true,
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            )
+            www_authenticate: Some(if invalid_token {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            }),
+            ..Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
+    }
+
+    /// `403`: authenticated, but not for the tenant the request names. The
+    /// message does not repeat the tenant.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the credential does not grant access to this tenant",
+        )
     }
 
     /// `500`: a bug or an impossible state; the detail goes to the log, not here.
@@ -307,8 +324,11 @@ impl IntoResponse for ApiError {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
-        if self.www_authenticate {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response.extensions_mut().insert(ErrorMarker {

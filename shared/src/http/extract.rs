@@ -14,8 +14,8 @@ use super::error::ApiError;
 
 /// A JSON request body. Like `axum::Json`, but rejections are [`ApiError`]s
 /// (`415` without a JSON content type, `413` over the body limit, `400`
-/// otherwise) whose messages give the position or the field path, never the
-/// offending value.
+/// otherwise) whose messages give the position of the problem, never a key
+/// or a value of the body: a key can be patient data too.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -61,7 +61,9 @@ impl<T: Serialize> IntoResponse for Json<T> {
 /// Parses a JSON document into `T` with the [`Json`] extractor's error messages.
 ///
 /// # Errors
-/// `400` naming the position (syntax) or the field path (shape) of the problem.
+/// `400` naming the line and column of the problem, and its kind (syntax,
+/// or a field missing, unknown or of the wrong type). Neither the field
+/// path nor serde's message is used: both can quote the caller's keys.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let syntax = |inner: &serde_json::Error| {
         ApiError::bad_request(
@@ -74,18 +76,19 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let inner = err.inner();
+    let value = T::deserialize(&mut de).map_err(|inner| {
         if inner.classify() != serde_json::error::Category::Data {
-            return syntax(inner);
+            return syntax(&inner);
         }
-        let path = err.path().to_string();
-        let message = if path == "." || path.is_empty() {
-            "the body does not have the expected shape".to_owned()
-        } else {
-            format!("`{path}` is missing or has the wrong type")
-        };
-        ApiError::bad_request("invalid_body", message)
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the body does not have the expected shape near line {}, column {}: \
+                 a field is missing, not accepted here, or of the wrong type (see the route's documentation)",
+                inner.line(),
+                inner.column()
+            ),
+        )
     })?;
     de.end().map_err(|e| syntax(&e))?;
     Ok(value)
@@ -144,7 +147,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_errors_name_the_path_not_the_value() {
+    fn json_errors_name_the_position_not_the_path_or_the_value() {
         #[derive(Debug, serde::Deserialize)]
         struct Body {
             #[allow(dead_code)]
@@ -158,7 +161,7 @@ mod tests {
         let err = parse_json::<Body>(br#"{"patients":[{"id":"a"},{"id":12345678}]}"#).unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         let message = format!("{err:?}");
-        assert!(message.contains("patients[1].id"), "{message}");
+        assert!(message.contains("line 1, column"), "{message}");
         assert!(!message.contains("12345678"));
         let err = parse_json::<Body>(br#"{"patients": [ "#).unwrap_err();
         assert_eq!(err.code(), "invalid_json");

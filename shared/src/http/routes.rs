@@ -1,7 +1,13 @@
 //! What every function has: `GET /redis-health`, `GET /healthz`, JSON
 //! `404`/`405`, the request-body limit, a request id and tracing span around
-//! every request, the request deadline, the metrics of every response, and a
-//! `500` for a panicking handler.
+//! every request, the request deadline, the metrics of every response, a
+//! `500` for a panicking handler, and `Cache-Control: no-store` (unless the
+//! route set its own) and `X-Content-Type-Options: nosniff` on every answer.
+//!
+//! The two probe routes are open in every `AUTH_MODE`: they carry no tenant
+//! data, and `/redis-health` answers only what a probe needs (`status`,
+//! `ping`, `latency_ms`, and `error` / `type` when unhealthy); the full
+//! report is the admin route of `tebra_debug`.
 //!
 //! # The request deadline
 //!
@@ -74,6 +80,36 @@ pub fn finish(routes: Router, ctx: &AppContext) -> Router {
             ctx.metrics.clone(),
             report_metrics,
         ))
+        .layer(middleware::map_response(security_headers))
+}
+
+/// `nosniff` on every answer, and `no-store` on every answer whose route did
+/// not choose its caching: answers carry tenant data (patient records,
+/// conversations) that no browser or proxy may keep.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The `/redis-health` body: what a probe needs and nothing else (the
+/// server's version, clients, pool and breaker are on the admin routes).
+#[derive(serde::Serialize)]
+struct ProbeBody<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping: Option<&'a str>,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    error_type: Option<ErrorKind>,
 }
 
 /// Counts every response (by route kind: a probe's or a user's, and how
@@ -107,7 +143,14 @@ async fn redis_health(State(ctx): State<AppContext>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut response = (status, axum::Json(&report)).into_response();
+    let body = ProbeBody {
+        status: report.status,
+        ping: report.ping.as_deref(),
+        latency_ms: report.latency_ms,
+        error: report.error.as_deref(),
+        error_type: report.error_type,
+    };
+    let mut response = (status, axum::Json(&body)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,7 +1,8 @@
 //! Checks every function binary must pass: the common routes in server mode
 //! and in Lambda mode, a bounded `503` when Redis is unreachable, a clear
-//! configuration error, a clean exit on SIGTERM. A function's tests call each
-//! with `env!("CARGO_BIN_EXE_<name>")`.
+//! configuration error, a clean exit on SIGTERM, `AUTH_MODE=none` refused on
+//! the clouds, slow clients cut off. A function's tests call each with
+//! `env!("CARGO_BIN_EXE_<name>")`.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use tower::ServiceExt;
 
 use super::{
     BlackHole, FunctionProcess, LambdaRuntimeApi, RedisServer, SHUTDOWN_GRACE, ShutdownOutcome,
-    free_port, lambda_env, lambda_events,
+    lambda_env, lambda_events,
 };
 use crate::contract as names;
 
@@ -24,8 +25,19 @@ async fn get_json(url: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Panics unless `body` holds only the fields a probe needs.
+fn assert_probe_fields_only(body: &Value) {
+    for key in body.as_object().expect("a JSON object").keys() {
+        assert!(
+            crate::contract::HEALTH_FIELDS.contains(&key.as_str()),
+            "/redis-health answers `{key}`, which a probe does not need: {body}"
+        );
+    }
+}
+
 /// Server mode against a real Redis: `/redis-health` 200 with the
-/// documented fields, `/healthz` 200.
+/// documented fields (and no others), `/healthz` 200, both without
+/// credentials in the default `AUTH_MODE`.
 pub async fn server_mode(bin: &str) {
     let redis = RedisServer::start();
     let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &redis.url())]);
@@ -38,10 +50,7 @@ pub async fn server_mode(bin: &str) {
         body["latency_ms"].as_f64().is_some_and(|v| v > 0.0),
         "{body}"
     );
-    assert!(
-        body["connected_clients"].as_u64().is_some_and(|v| v >= 1),
-        "{body}"
-    );
+    assert_probe_fields_only(&body);
     let (status, _) = get_json(&format!("{}/healthz", f.base_url())).await;
     assert_eq!(status, 200);
     assert!(f.is_running());
@@ -51,7 +60,10 @@ pub async fn server_mode(bin: &str) {
 /// answers: `/redis-health` is `503` JSON within 1.5 s, every time, and
 /// the process stays up.
 pub async fn unreachable_redis(bin: &str) {
-    let closed = format!("redis://127.0.0.1:{}", free_port());
+    // Port 1: closed everywhere and never handed out by the kernel, unlike
+    // a port found free a moment ago, which a parallel test's listener can
+    // take (it then answers, and the failure is a parse error).
+    let closed = "redis://127.0.0.1:1".to_owned();
     let hole = BlackHole::bind();
     for (url, kind) in [(closed, "connect"), (hole.url(), "timeout")] {
         let mut f = FunctionProcess::spawn(bin, &[("REDIS_URL", &url)]);
@@ -88,6 +100,11 @@ pub async fn lambda_mode(bin: &str) {
     let mut env = lambda_env(&api);
     env.push(("REDIS_URL", redis.url()));
     env.push(("DEPLOY_ENVIRONMENT", "conformance".into()));
+    // What a deployment sets on a cloud (the sessions function needs it).
+    env.push((
+        "MEMORY_INDEX_KEY",
+        "conformance-memory-index-key-0123456789".into(),
+    ));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut f = FunctionProcess::spawn(bin, &env);
     let events = [
@@ -118,7 +135,7 @@ pub async fn lambda_mode(bin: &str) {
         let body = reply.json();
         assert_eq!(body["status"], "healthy", "{name}: {body}");
         assert_eq!(body["ping"], "PONG");
-        assert!(body["connected_clients"].as_u64().is_some());
+        assert_probe_fields_only(&body);
     }
     // Invocations share the client: one connection to Redis for all.
     assert_eq!(redis.client_count(), 1);
@@ -195,6 +212,102 @@ pub fn config_error(bin: &str) {
     );
     assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2));
     assert!(!f.output().contains("hunter2-secret"), "{}", f.output());
+}
+
+/// `AUTH_MODE=none` on Cloud Run or Lambda stops the process at start with
+/// exit code 2 naming `AUTH_MODE` and the way out; with
+/// `AUTH_ALLOW_ANONYMOUS=true` it serves, and warns at start. Locally it
+/// serves and warns.
+pub async fn anonymous_mode_refused_on_the_clouds(bin: &str) {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    for cloud in [("K_SERVICE", "svc"), ("AWS_LAMBDA_FUNCTION_NAME", "fn")] {
+        let mut f =
+            FunctionProcess::spawn(bin, &[("REDIS_URL", &url), ("AUTH_MODE", "none"), cloud]);
+        assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(2), "{cloud:?}");
+        let output = f.output();
+        assert!(output.contains("AUTH_MODE"), "{output}");
+        assert!(output.contains("AUTH_ALLOW_ANONYMOUS"), "{output}");
+    }
+    for extra in [
+        vec![("K_SERVICE", "svc"), ("AUTH_ALLOW_ANONYMOUS", "true")],
+        vec![],
+    ] {
+        let mut env = vec![
+            ("REDIS_URL", url.as_str()),
+            ("AUTH_MODE", "none"),
+            (
+                "MEMORY_INDEX_KEY",
+                "conformance-memory-index-key-0123456789",
+            ),
+        ];
+        env.extend(extra);
+        let mut f = FunctionProcess::spawn(bin, &env);
+        f.wait_ready(Duration::from_secs(10)).await;
+        let output = f.output();
+        assert!(
+            output.contains("AUTH_MODE=none") && output.contains("WARN"),
+            "no warning at start: {output}"
+        );
+    }
+}
+
+/// A client that sends its request head a byte at a time is disconnected
+/// after `HEADER_READ_TIMEOUT_MS`, and `/healthz` answers meanwhile.
+pub async fn slow_clients_cut_off(bin: &str) {
+    use std::io::{Read, Write};
+    let redis = RedisServer::start();
+    let mut f = FunctionProcess::spawn(
+        bin,
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("HEADER_READ_TIMEOUT_MS", "500"),
+        ],
+    );
+    f.wait_ready(Duration::from_secs(10)).await;
+    let port: u16 = f
+        .base_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    let slow: Vec<_> = (0..5)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+                let mut buf = [0u8; 64];
+                for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                    if stream.write_all(&[*byte]).is_err() {
+                        break;
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                    if started.elapsed() > Duration::from_secs(10) {
+                        break;
+                    }
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _) = get_json(&format!("{}/healthz", f.base_url())).await;
+    assert_eq!(status, 200);
+    for client in slow {
+        let open = client.join().unwrap();
+        assert!(
+            open < Duration::from_secs(3),
+            "a slow client was kept {open:?} (HEADER_READ_TIMEOUT_MS=500)"
+        );
+    }
+    assert!(f.is_running());
 }
 
 /// SIGTERM ends the server with exit code 0.
@@ -294,6 +407,16 @@ macro_rules! conformance_tests {
         #[tokio::test]
         async fn exits_cleanly_on_sigterm() {
             $crate::testkit::conformance::graceful_shutdown($bin).await;
+        }
+
+        #[tokio::test]
+        async fn anonymous_mode_is_refused_on_the_clouds_and_warned_about() {
+            $crate::testkit::conformance::anonymous_mode_refused_on_the_clouds($bin).await;
+        }
+
+        #[tokio::test]
+        async fn clients_sending_headers_slowly_are_cut_off() {
+            $crate::testkit::conformance::slow_clients_cut_off($bin).await;
         }
     };
 }

@@ -489,6 +489,92 @@ pub mod lambda_events {
         event
     }
 
+    /// `event` (HTTP API or Function URL) as API Gateway's JWT authorizer
+    /// passes it: the verified claims under `authorizer.jwt.claims`, every
+    /// value a string (an array claim as `[a b]`, as API Gateway renders it).
+    pub fn with_jwt_authorizer(mut event: Value, claims: &Value) -> Value {
+        let strings: serde_json::Map<String, Value> = claims
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            Value::Array(items) => format!(
+                                "[{}]",
+                                items
+                                    .iter()
+                                    .map(|i| i
+                                        .as_str()
+                                        .map_or_else(|| i.to_string(), str::to_owned))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            ),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), Value::String(text))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        event["requestContext"]["authorizer"] =
+            json!({ "jwt": { "claims": strings, "scopes": null } });
+        event
+    }
+
+    /// `event` (HTTP API or Function URL) signed with SigV4 and checked by
+    /// IAM: the caller under `authorizer.iam`.
+    pub fn with_iam(mut event: Value, user_arn: &str) -> Value {
+        event["requestContext"]["authorizer"] = json!({
+            "iam": {
+                "accessKey": "ASIAXXXXXXXXXXXXXXXX",
+                "accountId": "123456789012",
+                "callerId": "AROAXXXXXXXXXXXXXXXXX:session",
+                "cognitoIdentity": null,
+                "principalOrgId": null,
+                "userArn": user_arn,
+                "userId": "AROAXXXXXXXXXXXXXXXXX:session"
+            }
+        });
+        event
+    }
+
+    /// `event` (HTTP API) with a Lambda authorizer's context under
+    /// `authorizer.lambda`.
+    pub fn with_lambda_authorizer(mut event: Value, context: &Value) -> Value {
+        event["requestContext"]["authorizer"] = json!({ "lambda": context });
+        event
+    }
+
+    /// `event` (REST API) with a Cognito user-pool authorizer's claims under
+    /// `authorizer.claims`.
+    pub fn with_cognito_claims(mut event: Value, claims: &Value) -> Value {
+        event["requestContext"]["authorizer"] = json!({ "claims": claims });
+        event
+    }
+
+    /// `event` (REST API) with a Lambda authorizer's principal and context.
+    pub fn with_rest_lambda_authorizer(
+        mut event: Value,
+        principal: &str,
+        context: &Value,
+    ) -> Value {
+        let mut authorizer = context.clone();
+        authorizer["principalId"] = json!(principal);
+        event["requestContext"]["authorizer"] = authorizer;
+        event
+    }
+
+    /// `event` (REST API) with IAM authorization: the caller in `identity`.
+    pub fn with_rest_iam(mut event: Value, user_arn: &str) -> Value {
+        let identity = &mut event["requestContext"]["identity"];
+        identity["userArn"] = json!(user_arn);
+        identity["caller"] = json!("AROAXXXXXXXXXXXXXXXXX:session");
+        identity["accessKey"] = json!("ASIAXXXXXXXXXXXXXXXX");
+        identity["accountId"] = json!("123456789012");
+        event
+    }
+
     /// A REST API (API Gateway v1) proxy event on stage `prod`.
     pub fn apigw_v1(method: &str, path: &str, body: Option<&str>) -> Value {
         apigw_v1_query(method, path, &[], body)

@@ -12,7 +12,10 @@
 //! - `redis`: [`RedisServer`] (start, stop, restart, pause, kill clients; TLS, ACL users) and [`BlackHole`].
 //! - `cluster`: [`RedisCluster`], a local Redis Cluster of N primaries.
 //! - `topology`: [`TestRedis`], a server or a cluster (`TEST_REDIS_TOPOLOGY`) for the building blocks' suites.
-//! - `lambda`: [`LambdaRuntimeApi`], the Runtime and Extensions API emulator (deadlines, shutdown), and [`lambda_events`].
+//! - `lambda`: [`LambdaRuntimeApi`], the Runtime and Extensions API emulator (deadlines, shutdown), and [`lambda_events`] (with the identity shapes of each authorizer).
+//! - `idp`: [`TestIdp`], a token issuer serving its JWKS on loopback, its keys ([`TestKey`]) and forged credentials.
+//! - `monitor`: [`RedisMonitor`], the commands a server received (`MONITOR`).
+//! - [`access`]: the access checks of every tenant route: every bad credential is `401`, another tenant `403`, and Redis sees nothing.
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
 //! - `proxy`: [`TcpProxy`], a TCP proxy that switches upstream, drops idle connections silently, black-holes, delays.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
@@ -25,13 +28,16 @@
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod access;
 mod browser;
 mod cluster;
 pub mod conformance;
 pub mod hostile;
+mod idp;
 mod lambda;
 mod logs;
 mod mariadb;
+mod monitor;
 mod postgres;
 mod process;
 mod proxy;
@@ -41,16 +47,18 @@ mod topology;
 
 pub use browser::Browser;
 pub use cluster::RedisCluster;
+pub use idp::{BadCredential, TEST_AUDIENCE, TestIdp, TestKey, now_secs};
 pub use lambda::{
     DEFAULT_TIME_LEFT, LambdaReply, LambdaRuntimeApi, RegisteredExtension, SHUTDOWN_GRACE,
     ShutdownOutcome, lambda_env, lambda_events,
 };
 pub use logs::{CapturedLogs, CapturedWriter};
 pub use mariadb::{MariaDbServer, mariadb_bins};
+pub use monitor::RedisMonitor;
 pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::FunctionProcess;
 pub use proxy::{Direction, TcpProxy};
-pub use redis::{BlackHole, Monitor, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
+pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
 pub use tls::TlsFiles;
 pub use topology::{AdminConnection, TOPOLOGY_VAR, TestRedis};
 

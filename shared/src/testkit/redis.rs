@@ -127,31 +127,6 @@ impl RedisServerBuilder {
     }
 }
 
-/// The commands a server executed while it was watched (see
-/// [`RedisServer::monitor`]), one `MONITOR` line each.
-#[derive(Debug)]
-pub struct Monitor {
-    lines: Arc<std::sync::Mutex<Vec<String>>>,
-    stream: TcpStream,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Monitor {
-    /// The lines recorded so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("monitor lines").clone()
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A `redis-server` of its own for one test: a free port, a temporary
 /// directory, no persistence (`--save ""`). Killed when dropped.
 #[derive(Debug)]
@@ -314,6 +289,11 @@ impl RedisServer {
         config
     }
 
+    /// The default user's password, if the server has one.
+    pub fn password(&self) -> Option<&str> {
+        self.options.password.as_deref()
+    }
+
     /// A [`RedisClient`] for this server with default settings.
     pub fn client(&self) -> RedisClient {
         RedisClient::new(self.config()).expect("a local config is valid")
@@ -410,41 +390,6 @@ impl RedisServer {
             let _ = child.wait();
         }
         self.paused = false;
-    }
-
-    /// Starts recording every command the server executes (`MONITOR`), on a
-    /// thread of its own, until the returned [`Monitor`] is dropped.
-    pub fn monitor(&self) -> Monitor {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect for MONITOR");
-        if let Some(pw) = &self.options.password {
-            stream
-                .write_all(format!("AUTH {pw}\r\n").as_bytes())
-                .expect("AUTH");
-        }
-        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
-        let reader = stream.try_clone().expect("clone the MONITOR stream");
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let thread = std::thread::spawn({
-            let lines = lines.clone();
-            move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(reader).lines() {
-                    let Ok(line) = line else { break };
-                    // Replies to AUTH and MONITOR are `+OK`; records are
-                    // `+<time> [<db> <client>] "<command>" ...`.
-                    if let Some(record) = line.strip_prefix('+')
-                        && record != "OK"
-                    {
-                        lines.lock().expect("monitor lines").push(record.to_owned());
-                    }
-                }
-            }
-        });
-        Monitor {
-            lines,
-            stream,
-            thread: Some(thread),
-        }
     }
 
     /// Makes this server a replica of `primary` (`REPLICAOF`) and waits

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use shared::ErrorKind;
-use shared::testkit::RedisServer;
+use shared::testkit::{RedisMonitor, RedisServer};
 
 use crate::client_with;
 
@@ -36,7 +36,7 @@ async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
         c.breaker_threshold = 0;
     });
     set_with(&client, None, "warm", "1").await.unwrap();
-    let monitor = server.monitor();
+    let monitor = RedisMonitor::start(&server);
     server.pause();
     // A goes straight to the stalled connection; B is queued and its batch
     // is stuck behind A; C queues behind that batch and gives up.
@@ -67,8 +67,7 @@ async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
         .query(&mut server.admin())
         .unwrap();
     assert_eq!(c, "new", "the retry landed last");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let lines = monitor.lines();
+    let lines = monitor.take();
     assert!(
         lines.iter().any(|l| l.contains("\"new\"")),
         "the monitor saw the retry: {lines:?}"

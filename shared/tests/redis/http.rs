@@ -116,10 +116,12 @@ async fn redis_health_answers_200_with_real_values_then_503_json_when_down() {
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["ping"], "PONG");
     assert!(body["latency_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(body["connected_clients"], 1);
-    assert!(body["redis_version"].is_string());
-    assert_eq!(body["circuit"]["state"], "closed");
+    // What a probe needs, nothing more: the route is open to anyone.
+    assert!(body.get("connected_clients").is_none(), "{body}");
+    assert!(body.get("redis_version").is_none(), "{body}");
+    assert!(body.get("pool").is_none(), "{body}");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
 
     server.stop();
     let started = Instant::now();

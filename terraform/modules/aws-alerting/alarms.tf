@@ -235,10 +235,16 @@ resource "aws_cloudwatch_composite_alarm" "page_cause" {
 }
 
 # --- Black-box probe of each function's /redis-health (Route 53 health
-# check), paging once per environment through a composite alarm in us-east-1.
+# check, for public hosts), paging once per environment through a composite
+# alarm in us-east-1 that also takes the alarms of probes made elsewhere
+# (var.probe_alarm_names: a signing canary of an IAM-private Function URL).
+
+locals {
+  route53_probed = { for k, f in var.functions : k => f if f.route53_probe }
+}
 
 resource "aws_route53_health_check" "redis_health" {
-  for_each = var.functions
+  for_each = local.route53_probed
 
   type              = "HTTPS_STR_MATCH"
   fqdn              = each.value.host
@@ -256,7 +262,7 @@ resource "aws_route53_health_check" "redis_health" {
 resource "aws_cloudwatch_metric_alarm" "redis_health_probe" {
   # checkov:skip=CKV_AWS_319:Part of the probe page (a composite alarm): the composite alarm pages.
   provider = aws.us_east_1
-  for_each = var.functions
+  for_each = local.route53_probed
 
   alarm_name          = "${var.name_prefix}-${each.key}-redis-health-probe"
   alarm_description   = "${each.key} (${var.environment}): https://${each.value.host}${each.value.path_prefix}/redis-health is failing from the Route 53 checkers."
@@ -278,10 +284,20 @@ resource "aws_cloudwatch_composite_alarm" "probe_page" {
   provider = aws.us_east_1
 
   alarm_name        = "${var.name_prefix}-probe-page"
-  alarm_description = "${var.environment}: the /redis-health probe of a function fails from the Route 53 checkers (the state reason names it). Runbook (start with its five-minute triage): ${var.runbook_base_url}/redis-health-probe.md"
-  alarm_rule        = join(" OR ", [for k, a in aws_cloudwatch_metric_alarm.redis_health_probe : "ALARM(\"${a.alarm_name}\")"])
-  alarm_actions     = [aws_sns_topic.probe_page.arn]
-  ok_actions        = [aws_sns_topic.probe_page.arn]
+  alarm_description = "${var.environment}: the /redis-health probe of a function fails (the state reason names it). Runbook (start with its five-minute triage): ${var.runbook_base_url}/redis-health-probe.md"
+  alarm_rule = join(" OR ", concat(
+    [for k, a in aws_cloudwatch_metric_alarm.redis_health_probe : "ALARM(\"${a.alarm_name}\")"],
+    [for name in var.probe_alarm_names : "ALARM(\"${name}\")"],
+  ))
+
+  lifecycle {
+    precondition {
+      condition     = length(local.route53_probed) + length(var.probe_alarm_names) > 0
+      error_message = "every environment needs a probe: a function with route53_probe = true, or an alarm in probe_alarm_names."
+    }
+  }
+  alarm_actions = [aws_sns_topic.probe_page.arn]
+  ok_actions    = [aws_sns_topic.probe_page.arn]
 
   tags = merge(var.tags, {
     severity    = "critical"

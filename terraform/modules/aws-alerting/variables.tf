@@ -19,12 +19,13 @@ variable "environment" {
 }
 
 variable "functions" {
-  description = "The functions of this environment, by crate name (tebra_debug, ...): the public HTTPS host that serves each one (a Lambda Function URL or API Gateway host), the path before /redis-health (an API Gateway stage such as /prod, or empty), the Lambda function's name (default: the crate name) and its reserved concurrency (null: none)."
+  description = "The functions of this environment, by crate name (tebra_debug, ...): the HTTPS host that serves each one (a Lambda Function URL or API Gateway host), the path before /redis-health (an API Gateway stage such as /prod, or empty), the Lambda function's name (default: the crate name), its reserved concurrency (null: none), and whether a Route 53 health check probes it (route53_probe, default true; false for an IAM-private Function URL, which Route 53 cannot sign for: probe it with a signing canary and pass that alarm in probe_alarm_names)."
   type = map(object({
     host                 = string
     path_prefix          = optional(string, "")
     lambda_function      = optional(string)
     reserved_concurrency = optional(number)
+    route53_probe        = optional(bool, true)
   }))
 
   validation {
@@ -236,4 +237,10 @@ variable "tags" {
   description = "Tags added to every resource that takes tags."
   type        = map(string)
   default     = {}
+}
+
+variable "probe_alarm_names" {
+  description = "Alarms in us-east-1 of probes this module does not create (e.g. a CloudWatch Synthetics canary that signs its request to an IAM-private Function URL, terraform/examples/aws): they join the Route 53 probe alarms in the probe page. Every function needs one probe or the other."
+  type        = list(string)
+  default     = []
 }

@@ -167,6 +167,15 @@ resource "google_monitoring_uptime_check_config" "redis_health" {
     accepted_response_status_codes {
       status_value = 200
     }
+    # A private service (Cloud Run IAM invoker check, the deploy path's
+    # default) answers only authenticated callers: the check sends an ID
+    # token of the Monitoring service agent, which needs roles/run.invoker.
+    dynamic "service_agent_authentication" {
+      for_each = var.authenticated_probes ? [1] : []
+      content {
+        type = "OIDC_TOKEN"
+      }
+    }
   }
 
   content_matchers {

@@ -165,6 +165,12 @@ variable "instance_ratio_threshold" {
   default     = 0.8
 }
 
+variable "authenticated_probes" {
+  description = "Whether the uptime checks authenticate with an OIDC ID token of the Monitoring service agent (service-<project number>@gcp-sa-monitoring-notification.iam.gserviceaccount.com): required for private services (the deploy path's default), which must grant that agent roles/run.invoker. false only for public services."
+  type        = bool
+  default     = true
+}
+
 variable "uptime_check_period" {
   description = "How often each region probes /redis-health."
   type        = string

@@ -1,9 +1,11 @@
 //! `patient_sync`'s API against real `redis-server` processes, one per test:
 //! change detection, concurrency, idempotency, rate limit, queue, lock,
-//! isolation, validation and faults.
+//! isolation, validation, faults, and access (authentication and tenant
+//! binding, with a token issuer on loopback).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod acl;
 mod change_detection;
 mod concurrency;
@@ -43,12 +45,16 @@ pub fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     TestApp { redis, app }
 }
 
-/// The router for the Redis at `url` with `vars` as environment.
+/// The router for the Redis at `url` with `vars` as environment;
+/// authentication is off unless `vars` set `AUTH_MODE` (`access` covers it).
 pub fn app_for(url: &str, vars: &[(&str, &str)]) -> Router {
     let mut env: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+    if !env.iter().any(|(k, _)| k == "AUTH_MODE") {
+        env.push(("AUTH_MODE".into(), "none".into()));
+    }
     env.push(("REDIS_URL".into(), url.to_owned()));
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let config = Config::from_lookup(lookup).unwrap();

@@ -72,9 +72,25 @@ impl Reply {
     }
 }
 
-/// `GET uri` on `app`, with `Authorization: Bearer <token>` when given.
+/// `GET uri` on `app`, with `Authorization: Bearer <token>` when given,
+/// from a client address of its own (the admin throttle counts failed
+/// tokens per address: `access` tries it from one).
 pub async fn get(app: &Router, uri: &str, token: Option<&str>) -> Reply {
-    let mut request = Request::get(uri);
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let source =
+        std::net::SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40_000));
+    get_from(app, uri, token, source).await
+}
+
+/// [`get`] from the client address `source`.
+pub async fn get_from(
+    app: &Router,
+    uri: &str,
+    token: Option<&str>,
+    source: std::net::SocketAddr,
+) -> Reply {
+    let mut request = Request::get(uri).extension(axum::extract::ConnectInfo(source));
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -109,7 +125,7 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
 shared::conformance_tests!(BIN, tebra_debug::app);
 
 #[tokio::test]
-async fn status_reads_redis_through_the_fallback() {
+async fn status_pings_redis_through_the_fallback_and_reveals_no_data() {
     use axum::body::Body;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
@@ -134,14 +150,16 @@ async fn status_reads_redis_through_the_fallback() {
     let ok = app.clone().oneshot(get()).await.unwrap();
     assert_eq!(ok.status(), 200);
     let ok = body(ok).await;
-    assert_eq!(ok["keys"], 1);
+    assert_eq!(ok["redis"], "reachable");
     assert_eq!(ok["degraded"], false);
+    // Open to anyone: nothing about the data, not even how many keys.
+    assert!(ok.get("keys").is_none(), "{ok}");
 
     redis.stop();
     let down = app.oneshot(get()).await.unwrap();
     assert_eq!(down.status(), 200, "a read with a fallback still answers");
     let down = body(down).await;
-    assert_eq!(down["keys"], serde_json::Value::Null);
+    assert_eq!(down["redis"], "unreachable");
     assert_eq!(down["degraded"], true);
 }
 

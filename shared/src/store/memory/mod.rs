@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 pub use self::in_memory::MemoryMemoryStore;
 pub use self::redis::RedisMemoryStore;
 pub use self::sql::SqlMemoryStore;
-use crate::config::{Backend, StoreConfig};
+use crate::blocks::keys::KeyedHash;
+use crate::config::{Backend, DEV_MEMORY_INDEX_KEY, IndexKey, StoreConfig};
 use crate::redis::RedisClient;
 pub use crate::store::error::StoreError;
 use crate::store::session::{Session, UserKey, validate_id};
@@ -112,8 +113,34 @@ pub fn open(
             }
         },
         Backend::Memory => Arc::new(MemoryMemoryStore::new(ttl)),
-        Backend::Redis => Arc::new(RedisMemoryStore::new(redis.clone(), ttl)),
+        Backend::Redis => Arc::new(RedisMemoryStore::new(
+            redis.clone(),
+            ttl,
+            index_hash(&config.memory_index_key)?,
+        )),
     })
+}
+
+/// The keyed hash that names the Redis memory index's keys, from
+/// `MEMORY_INDEX_KEY` (its development default off the clouds).
+///
+/// # Errors
+/// `Invalid` when it is unset on Lambda or Cloud Run.
+fn index_hash(key: &IndexKey) -> Result<KeyedHash, StoreError> {
+    match key {
+        IndexKey::Configured(secret) => Ok(KeyedHash::new(secret.expose().as_bytes())),
+        IndexKey::DevDefault => {
+            tracing::warn!(
+                "MEMORY_INDEX_KEY is unset: the memory index uses the public development key; set one in any deployment"
+            );
+            Ok(KeyedHash::new(DEV_MEMORY_INDEX_KEY.as_bytes()))
+        }
+        IndexKey::Missing => Err(StoreError::invalid(
+            "MEMORY_INDEX_KEY",
+            "is required on Lambda and Cloud Run with MEMORY_BACKEND=redis: the secret that hashes \
+             indexed words into key names (e.g. openssl rand -hex 32)",
+        )),
+    }
 }
 
 /// The distinct lowercased words of `text` (runs of letters and digits of at

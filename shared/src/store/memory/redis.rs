@@ -2,13 +2,14 @@
 //!
 //! # Key scheme
 //!
-//! The app is the tenant (hash tag `{<app>}`); `<user>` and `<word>` are
-//! escaped ids ([`crate::blocks::keys`]).
+//! The app is the tenant (hash tag `{<app>}`); `<user>` is an escaped id
+//! ([`crate::blocks::keys`]); `<word hash>` is the word's [`KeyedHash`] name
+//! under `MEMORY_INDEX_KEY`, so that key names hold no conversation text.
 //!
 //! ```text
-//! ws:{<app>}:memory_entries:<user>         hash   entry id -> entry JSON
-//! ws:{<app>}:memory_timeline:<user>        zset   entry id, score = timestamp
-//! ws:{<app>}:memory_word:<user>:<word>     zset   entry id, score = timestamp (inverted index)
+//! ws:{<app>}:memory_entries:<user>              hash   entry id -> entry JSON
+//! ws:{<app>}:memory_timeline:<user>             zset   entry id, score = timestamp
+//! ws:{<app>}:memory_word:<user>:<word hash>     zset   entry id, score = timestamp (inverted index)
 //! ```
 //!
 //! An entry id is the JSON array `[session id, event id]`. `add_session` is
@@ -31,7 +32,7 @@ use super::{
     CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of, matches,
     search_words, words,
 };
-use crate::blocks::keys::Tenant;
+use crate::blocks::keys::{KeyedHash, Tenant};
 use crate::redis::RedisClient;
 use crate::store::session::{Session, UserKey, now};
 
@@ -94,16 +95,19 @@ pub struct RedisMemoryStore {
     ttl: Duration,
     add: Script,
     search: Script,
+    words: KeyedHash,
 }
 
 impl RedisMemoryStore {
-    /// A store on `redis` whose entries expire `ttl` after their timestamp.
-    pub fn new(redis: RedisClient, ttl: Duration) -> Self {
+    /// A store on `redis` whose entries expire `ttl` after their timestamp,
+    /// its index keys named by `words` (the hash under `MEMORY_INDEX_KEY`).
+    pub fn new(redis: RedisClient, ttl: Duration, words: KeyedHash) -> Self {
         Self {
             redis,
             ttl,
             add: Script::new(ADD),
             search: Script::new(SEARCH),
+            words,
         }
     }
 
@@ -112,8 +116,14 @@ impl RedisMemoryStore {
     }
 }
 
-fn word_key(tenant: &Tenant, user: &str, word: &str) -> Result<String, StoreError> {
-    Ok(tenant.key_with("memory_word", "query", &[user, word])?)
+/// The index key of `word`: its keyed hash, never the word.
+fn word_key(
+    words: &KeyedHash,
+    tenant: &Tenant,
+    user: &str,
+    word: &str,
+) -> Result<String, StoreError> {
+    Ok(tenant.key_with("memory_word", "query", &[user, &words.name(word)])?)
 }
 
 #[async_trait]
@@ -149,7 +159,7 @@ impl MemoryStore for RedisMemoryStore {
                 entry_words.len().to_string(),
             ]);
             for w in entry_words {
-                let key = word_key(tenant, user.user(), &w)?;
+                let key = word_key(&self.words, tenant, user.user(), &w)?;
                 let next = keys.len() + 1;
                 let index = *key_index.entry(key.clone()).or_insert_with(|| {
                     keys.push(key);
@@ -187,7 +197,7 @@ impl MemoryStore for RedisMemoryStore {
         let mut inv = self.search.prepare_invoke();
         inv.key(tenant.key_with("memory_entries", "user_id", &[user.user()])?);
         for w in &query_words {
-            inv.key(word_key(tenant, user.user(), w)?);
+            inv.key(word_key(&self.words, tenant, user.user(), w)?);
         }
         inv.arg(format!("{:.6}", self.cutoff())).arg(limit);
         let mut conn = self.redis.conn()?;
