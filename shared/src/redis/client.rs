@@ -551,7 +551,11 @@ impl Inner {
             if attempt.is_zero() {
                 return Err(deadline_error());
             }
+            let cut_short = attempt < self.config.connect_timeout;
             match self.connect(attempt.min(self.config.connect_timeout)).await {
+                // This caller's own deadline cut the attempt short: that says
+                // nothing about the server, so nobody else waits for it.
+                Err(error) if cut_short && error.is_timeout() => return Err(error),
                 Ok(live) => {
                     *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     let live = Arc::new(live);
@@ -674,7 +678,12 @@ impl Inner {
         };
         let kind = classify(err);
         self.metrics.record(elapsed, Err(kind));
-        if kind.is_unavailable() {
+        let dropped = kind == ErrorKind::Connect && err.is_connection_dropped();
+        if dropped {
+            // A connection that died (a kill, an idle close, a restart) says
+            // nothing yet about Redis: the reconnect that follows does, and
+            // its failures count. So does everything in flight on it, once.
+        } else if kind.is_unavailable() {
             breaker.record_failure(started.into_std());
         } else {
             // The server answered: it is reachable, whatever it said.
@@ -689,7 +698,7 @@ impl Inner {
                     self.retire(slot, live, "it keeps timing out (half-open?)");
                 }
             }
-            ErrorKind::Connect if single && err.is_connection_dropped() => {
+            ErrorKind::Connect if single && dropped => {
                 self.retire(slot, live, "the connection was lost");
             }
             // A refused password is asked of the provider again on a new

@@ -275,6 +275,9 @@ async fn rotating_an_acl_users_password_under_load_costs_only_the_requests_in_fl
                 while !done.load(SeqCst) {
                     if write(&client, &format!("w{w}:{i}"), "v").await.is_err() {
                         failures.fetch_add(1, SeqCst);
+                        // A caller backs off before it retries (and a failure
+                        // answered at once must not starve the runtime).
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     i += 1;
                 }
