@@ -4,6 +4,7 @@ documents, checked as ``InMemoryMemoryService`` behaves (keyword search)."""
 from __future__ import annotations
 
 from datetime import datetime
+import time
 
 from google.adk.events.event import Event
 from google.genai import types
@@ -17,7 +18,9 @@ def said(author: str, text: str, ts: float) -> Event:
   )
 
 
-async def conversation(service, app, user, sid, lines, start=1_790_000_000.0):
+async def conversation(service, app, user, sid, lines, start=None):
+  # Recent: the function forgets entries REDIS_MEMORY_TTL_DAYS after their event.
+  start = start if start is not None else int(time.time()) - 60
   session = await service.create_session(app_name=app, user_id=user, session_id=sid)
   for i, (author, text) in enumerate(lines):
     await service.append_event(session, said(author, text, start + i))
@@ -25,11 +28,12 @@ async def conversation(service, app, user, sid, lines, start=1_790_000_000.0):
 
 
 async def test_a_remembered_session_is_found_by_word(service, memory, app):
+  start = int(time.time()) - 60
   session = await conversation(service, app, 'u', 's1', [
       ('user', 'Which tours are there in Paris?'),
       ('concierge', 'The Louvre tour and a Seine cruise.'),
       ('user', 'Thanks!'),
-  ])
+  ], start)
   await memory.add_session_to_memory(session)
   found = (await memory.search_memory(app_name=app, user_id='u', query='paris CRUISE')).memories
   texts = {m.content.parts[0].text for m in found}
@@ -40,7 +44,7 @@ async def test_a_remembered_session_is_found_by_word(service, memory, app):
   assert entry.author == 'user'
   assert entry.content.role == 'user'
   assert by_text['The Louvre tour and a Seine cruise.'].content.role == 'model'
-  assert entry.timestamp == datetime.fromtimestamp(1_790_000_000.0).isoformat()
+  assert entry.timestamp == datetime.fromtimestamp(start).isoformat()
   # Nothing for a word nobody said, nor for another user.
   assert (await memory.search_memory(app_name=app, user_id='u', query='london')).memories == []
   assert (await memory.search_memory(app_name=app, user_id='v', query='paris')).memories == []
@@ -49,7 +53,7 @@ async def test_a_remembered_session_is_found_by_word(service, memory, app):
 async def test_adding_a_session_again_does_not_duplicate(service, memory, app):
   session = await conversation(service, app, 'u', 's1', [('user', 'remember the blue door')])
   await memory.add_session_to_memory(session)
-  await service.append_event(session, said('user', 'and the blue window', 1_790_000_100.0))
+  await service.append_event(session, said('user', 'and the blue window', time.time()))
   await memory.add_session_to_memory(session)
   found = (await memory.search_memory(app_name=app, user_id='u', query='blue')).memories
   assert sorted(m.content.parts[0].text for m in found) == ['and the blue window', 'remember the blue door']
@@ -70,7 +74,7 @@ async def test_a_memory_keeps_the_events_whole_content(service, memory, app):
       types.Part(text='this is the floor plan'),
       types.Part.from_bytes(data=b'\x89PNG...', mime_type='image/png'),
   ])
-  await service.append_event(session, Event(author='user', content=content, timestamp=1_790_000_000.0))
+  await service.append_event(session, Event(author='user', content=content, timestamp=time.time()))
   await memory.add_session_to_memory(session)
   found = (await memory.search_memory(app_name=app, user_id='u', query='plan')).memories
   assert [m.content for m in found] == [content]
@@ -78,7 +82,7 @@ async def test_a_memory_keeps_the_events_whole_content(service, memory, app):
 
 @pytest.mark.proposed_api
 async def test_events_can_be_remembered_without_a_stored_session(memory, app):
-  events = [said('user', 'the wifi password is on the fridge', 1_790_000_000.0)]
+  events = [said('user', 'the wifi password is on the fridge', time.time())]
   await memory.add_events_to_memory(app_name=app, user_id='u', events=events, session_id='elsewhere')
   found = (await memory.search_memory(app_name=app, user_id='u', query='fridge')).memories
   assert [m.id for m in found] == [events[0].id]
