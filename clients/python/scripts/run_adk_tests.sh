@@ -31,7 +31,7 @@ if [[ -z "${SESSIONS_BIN:-}" ]]; then
   export SESSIONS_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/sessions"
 fi
 
-patched="$checkout/$(dirname "$test_file")/test_session_service__http.py"
+patched="$checkout/$(dirname "$test_file")/test_session_service__sessions_fn.py"
 trap 'rm -f "$patched"' EXIT
 echo "==> ADK checkout $(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo '(not a git checkout)'), google-adk $("$venv/bin/python" -c 'import google.adk; print(google.adk.__version__)')"
 "$venv/bin/python" "$here/scripts/adk_parametrize.py" "$checkout/$test_file" "$patched"
