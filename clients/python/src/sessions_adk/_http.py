@@ -73,8 +73,10 @@ class Reply:
   def message(self) -> str:
     if isinstance(self.body, dict):
       error = self.body.get('error')
-      if isinstance(error, dict) and isinstance(error.get('message'), str):
-        return error['message']
+      if isinstance(error, dict):
+        message = error.get('message')
+        if isinstance(message, str):
+          return message
     return ''
 
 

@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover - older ADK: its services raised ValueEr
     """Raised when a session write loses an optimistic concurrency race."""
 
 
+__all__ = ['HttpSessionService', 'StaleSessionError', 'STALE_SESSION_MESSAGE']
+
+
 # ADK's DatabaseSessionService says this, and callers match on it.
 STALE_SESSION_MESSAGE = (
     'The session has been modified in storage since it was loaded. '
