@@ -17,8 +17,7 @@ async fn session_with(
     let k = SessionKey::new(app, user, id).unwrap();
     w.sessions.create(&u, State::new(), Some(id)).await.unwrap();
     for (t, text) in turns {
-        let mut e = Event::text("user", text);
-        e.timestamp = *t;
+        let e = Event::text("user", text).at(*t);
         w.sessions.append_event(&k, e, None).await.unwrap();
     }
     w.sessions
@@ -107,8 +106,7 @@ pub async fn adding_a_session_again_does_not_duplicate_entries(w: &World) {
     let s = session_with(w, "agent", "alice", "s", &[(t, "first visit to Lisbon")]).await;
     w.memory.add_session(&s).await.unwrap();
     let k = SessionKey::new("agent", "alice", "s").unwrap();
-    let mut e = Event::text("user", "second visit to Lisbon");
-    e.timestamp = t + 1.0;
+    let e = Event::text("user", "second visit to Lisbon").at(t + 1.0);
     w.sessions.append_event(&k, e, None).await.unwrap();
     let s = w
         .sessions

@@ -35,7 +35,7 @@ fn pttl(server: &TestRedis, key: &str) -> i64 {
 fn state(pairs: &[(&str, serde_json::Value)]) -> State {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
         .collect()
 }
 
@@ -60,8 +60,8 @@ async fn every_key_of_a_session_has_a_ttl_after_create_and_after_each_append() {
     let after_create = keys(&server, "*");
     assert_eq!(
         after_create.len(),
-        5,
-        "meta, state, index, app and user state: {after_create:?}"
+        6,
+        "meta, state, index, the app's users, app and user state: {after_create:?}"
     );
     for k in &after_create {
         let ttl = pttl(&server, k);
@@ -85,7 +85,11 @@ async fn every_key_of_a_session_has_a_ttl_after_create_and_after_each_append() {
             .await
             .unwrap();
         let all = keys(&server, "*");
-        assert_eq!(all.len(), 7, "plus the event and timestamp lists: {all:?}");
+        assert_eq!(
+            all.len(),
+            9,
+            "plus the event and index time lists and the event ids: {all:?}"
+        );
         for k in &all {
             let ttl = pttl(&server, k);
             assert!(ttl > 3_590_000, "append {i} refreshed {k}: {ttl}");
@@ -114,7 +118,7 @@ async fn a_sessions_keys_and_its_shared_state_are_in_one_hash_slot() {
         .await
         .unwrap();
     let all = keys(&server, "*");
-    assert_eq!(all.len(), 7);
+    assert_eq!(all.len(), 9);
     for k in &all {
         assert_eq!(hash_slot(k.as_bytes()), hash_slot(b"agent"), "{k}");
     }
@@ -261,7 +265,7 @@ async fn crafted_ids_never_reach_another_apps_or_users_keys() {
     // of a crafted user and one of its sessions.
     let mut seen = BTreeSet::new();
     for k in keys(&server, "ws:{agent}:*") {
-        if k == "ws:{agent}:app_state" || k.contains(":victim") {
+        if k == "ws:{agent}:app_state" || k == "ws:{agent}:session_users" || k.contains(":victim") {
             continue;
         }
         let parts = segments(&k);
@@ -271,7 +275,8 @@ async fn crafted_ids_never_reach_another_apps_or_users_keys() {
         let user = parts[3].clone();
         let id = parts.get(4).cloned();
         match kind {
-            "session" | "session_state" | "session_events" | "session_times" => {
+            "session" | "session_state" | "session_events" | "session_times"
+            | "session_event_ids" => {
                 assert!(id.is_some(), "{k}")
             }
             "sessions" | "user_state" => assert!(id.is_none(), "{k}"),
