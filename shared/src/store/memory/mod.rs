@@ -56,8 +56,9 @@ pub const MAX_WORD_BYTES: usize = 64;
 pub const MAX_WORDS_PER_ENTRY: usize = 200;
 /// Most distinct words of a query that are looked up.
 pub const MAX_QUERY_WORDS: usize = 16;
-/// Most index writes (entries, timeline and word-index members) one Redis
-/// script of an add makes; a longer add is cut into several scripts.
+/// Most commands (entry, timeline, word and event members, a TTL and a
+/// trim per key) one Redis script of an add runs; a longer add is cut into
+/// several scripts.
 pub const MAX_SCRIPT_WRITES: usize = 1_000;
 /// Most events one add takes (a whole session holds at most
 /// `SESSION_MAX_EVENTS`, 10,000 by default).
@@ -197,7 +198,13 @@ pub(crate) fn entries_of(session_id: &str, events: &[Event]) -> Result<Vec<Memor
         if text.trim().is_empty() || event.is_partial() {
             continue;
         }
-        validate_id("event.id", &event.id)?;
+        // ADK's events always have an id; one without gets a fresh one.
+        let event_id = if event.id.is_empty() {
+            crate::blocks::token::random_token()
+        } else {
+            event.id.clone()
+        };
+        validate_id("event.id", &event_id)?;
         if event.author.len() > crate::store::session::MAX_ID_BYTES {
             return Err(StoreError::invalid("event.author", "too long"));
         }
@@ -210,16 +217,16 @@ pub(crate) fn entries_of(session_id: &str, events: &[Event]) -> Result<Vec<Memor
         }
         let entry = MemoryEntry {
             session_id: session_id.to_owned(),
-            event_id: event.id.clone(),
+            event_id: event_id.clone(),
             author: event.author.clone(),
             timestamp,
             text,
             content: event.content.clone(),
         };
-        match at.get(&event.id) {
+        match at.get(&event_id) {
             Some(i) => entries[*i] = entry,
             None => {
-                at.insert(event.id.clone(), entries.len());
+                at.insert(event_id, entries.len());
                 entries.push(entry);
             }
         }

@@ -66,7 +66,9 @@ for _ = 1, n do
     i = i + 1
   end
 end
-for k = 3, #KEYS do trim(KEYS[k]) end
+for k = 3, #KEYS do
+  if string.find(KEYS[k], ':memory_word:', 1, true) then trim(KEYS[k]) end
+end
 for k = 1, #KEYS do redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
 return n
 ";
@@ -205,36 +207,54 @@ impl MemoryStore for RedisMemoryStore {
         let mut chunks = vec![AddChunk::new(&entries_key, &timeline_key)];
         let mut written = 0;
         for entry in entries.iter().filter(|e| e.timestamp >= cutoff) {
-            let entry_words = words(&entry.text, MAX_WORDS_PER_ENTRY);
-            let cost = 3 + entry_words.len();
-            if chunks.last().is_some_and(|c| c.entries > 0 && c.writes + cost > MAX_SCRIPT_WRITES) {
+            let word_keys = words(&entry.text, MAX_WORDS_PER_ENTRY)
+                .iter()
+                .map(|w| word_key(tenant, user.user(), w))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ev_key = event_key(tenant, user.user(), &entry.event_id)?;
+            // Commands the script runs for it: the entry, its timeline and
+            // event members, a member per word, and for every key new to the
+            // script its PEXPIRE and (first script) its trim.
+            let cost = |chunk: &AddChunk| {
+                let new_keys = word_keys
+                    .iter()
+                    .chain([&ev_key])
+                    .filter(|k| !chunk.index.contains_key(*k))
+                    .count();
+                3 + word_keys.len() + 2 * new_keys
+            };
+            if chunks
+                .last()
+                .is_some_and(|c| c.entries > 0 && c.writes + cost(c) > MAX_SCRIPT_WRITES)
+            {
                 chunks.push(AddChunk::new(&entries_key, &timeline_key));
             }
             let Some(chunk) = chunks.last_mut() else {
                 continue;
             };
+            chunk.writes += cost(chunk);
             let id = serde_json::to_string(&(&entry.session_id, &entry.event_id))
                 .map_err(|_| StoreError::invalid("event", "cannot be encoded"))?;
             let json = serde_json::to_string(entry)
                 .map_err(|_| StoreError::invalid("event", "cannot be encoded"))?;
-            let ev = chunk.key(event_key(tenant, user.user(), &entry.event_id)?);
+            let ev = chunk.key(ev_key);
             chunk.args.extend([
                 id,
                 format!("{:?}", entry.timestamp),
                 json,
                 ev.to_string(),
-                entry_words.len().to_string(),
+                word_keys.len().to_string(),
             ]);
-            for w in entry_words {
-                let index = chunk.key(word_key(tenant, user.user(), &w)?);
+            for key in word_keys {
+                let index = chunk.key(key);
                 chunk.args.push(index.to_string());
             }
             chunk.entries += 1;
-            chunk.writes += cost;
             written += 1;
         }
-        let mut conn = self.redis.conn()?;
         for (n, chunk) in chunks.iter().enumerate() {
+            // A connection handle per script: each gets its own deadline.
+            let mut conn = self.redis.conn()?;
             let mut inv = self.add.prepare_invoke();
             for k in &chunk.keys {
                 inv.key(k);

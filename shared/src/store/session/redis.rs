@@ -437,6 +437,7 @@ impl RedisSessionStore {
             (Value::Array(_), _) => decode_events(&parts[8])?,
             (_, Value::Array(sizes)) => {
                 let sizes: Vec<u64> = sizes.iter().map(|s| integer(s).unwrap_or(0)).collect();
+                let mut conn = self.redis.conn()?;
                 let mut pipe = redis::pipe();
                 for (lo, hi) in chunks(from, &sizes, READ_CHUNK_BYTES as u64) {
                     pipe.cmd("LRANGE").arg(&keys.events).arg(lo - 1).arg(hi - 1);
@@ -477,9 +478,10 @@ impl RedisSessionStore {
         app_pairs: &[(String, String)],
         out: &mut Vec<Session>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.redis.conn()?;
         let mut gone = Vec::new();
         for chunk in ids.chunks(LIST_CHUNK) {
+            // A connection handle per script: each gets its own deadline.
+            let mut conn = self.redis.conn()?;
             let mut inv = self.list.prepare_invoke();
             for id in chunk {
                 let k = Keys::new(tenant, user, id)?;
@@ -523,12 +525,12 @@ impl RedisSessionStore {
     /// atomically, so that a session created meanwhile stays listed; and
     /// the user from the app's users once none is left.
     async fn prune(&self, tenant: &Tenant, user: &str, gone: &[String]) -> Result<(), StoreError> {
-        let mut conn = self.redis.conn()?;
         let mut chunks: Vec<&[String]> = gone.chunks(LIST_CHUNK).collect();
         if chunks.is_empty() {
             chunks.push(&[]);
         }
         for chunk in chunks {
+            let mut conn = self.redis.conn()?;
             let mut inv = self.prune.prepare_invoke();
             inv.key(tenant.key_with("sessions", "user_id", &[user])?)
                 .key(tenant.key("session_users"));
