@@ -223,7 +223,16 @@ async fn list_and_delete_answer_200_and_204() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(ids, ["b", "a"], "oldest update first");
+    let (status, every) = call(&app, "GET", "/apps/agent/sessions", None).await;
+    assert_eq!(status, StatusCode::OK, "{every}");
+    let who: Vec<(&str, &str)> = every["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["user_id"].as_str().unwrap(), s["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who, [("alice", "b"), ("alice", "a"), ("bob", "c")]);
     for _ in 0..2 {
         let (status, body) = call(&app, "DELETE", &format!("{BASE}/sessions/a"), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "deleting twice is fine");
@@ -231,6 +240,104 @@ async fn list_and_delete_answer_200_and_204() {
     }
     let (_, list) = call(&app, "GET", &format!("{BASE}/sessions"), None).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_adk_routes_answer_with_exact_events_user_state_and_memory_by_event() {
+    let (app, _redis) = spawn_app(&[]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s", "state": {"user:name": "Alice"}})),
+    )
+    .await;
+    // Sent as text: serde_json's Value would turn the big integer into a float.
+    let event = r#"{"event": {"id": "e1", "author": "user", "partial": false, "timestamp": 1790000000.1234567,
+        "custom_metadata": {"big": 1180591620717411303425},
+        "content": {"role": "user", "parts": [{"text": "the floor plan"}, {"inline_data": {"mime_type": "image/png", "data": "iVBO"}}]}}, "expected_seq": 0}"#;
+    let url = format!("{BASE}/sessions/s/events");
+    let (status, _, first) =
+        call_raw(&app, "POST", &url, Some(event.to_owned()), "application/json").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(first["timestamp"].as_f64(), Some(1_790_000_000.123_456_7));
+    let (status, _, again) =
+        call_raw(&app, "POST", &url, Some(event.to_owned()), "application/json").await;
+    assert_eq!(status, StatusCode::OK, "a retry with a stale expected_seq: {again}");
+    assert_eq!((again["seq"].as_u64(), again["duplicate"].as_bool()), (Some(1), Some(true)));
+    let req = Request::builder()
+        .uri(format!("{BASE}/sessions/s"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        response.into_body().collect().await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains(r#""big": 1180591620717411303425"#), "{text}");
+    assert!(text.contains(r#""partial":false"#), "{text}");
+    assert!(text.contains("1790000000.1234567"), "{text}");
+    assert!(text.contains(r#""last_seq":1"#), "one event: {text}");
+
+    let (status, state) = call(&app, "GET", "/apps/agent/users/alice/state", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state, json!({"state": {"name": "Alice"}}));
+    let (_, state) = call(&app, "GET", "/apps/agent/users/nobody/state", None).await;
+    assert_eq!(state, json!({"state": {}}));
+
+    let memory = format!("{BASE}/memory");
+    let (status, added) = call(&app, "POST", &memory, Some(json!({"session_id": "s"}))).await;
+    assert_eq!((status, added["added"].as_u64()), (StatusCode::OK, Some(1)));
+    let (status, added) = call(
+        &app,
+        "POST",
+        &memory,
+        Some(json!({"events": [{"id": "e9", "author": "user", "timestamp": 1790000001.0,
+            "content": {"role": "user", "parts": [{"text": "a second plan"}]}}]})),
+    )
+    .await;
+    assert_eq!((status, added["added"].as_u64()), (StatusCode::OK, Some(1)), "{added}");
+    let (_, found) = call(&app, "GET", &format!("{memory}?query=plan"), None).await;
+    let hits = found["memories"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{found}");
+    assert_eq!(hits[0]["session_id"], "__unknown_session_id__");
+    assert_eq!(hits[1]["content"]["parts"][1]["inline_data"]["mime_type"], "image/png");
+    for _ in 0..2 {
+        let (status, _) = call(&app, "DELETE", &format!("{memory}/e1"), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (_, found) = call(&app, "GET", &format!("{memory}?query=plan"), None).await;
+    assert_eq!(found["memories"].as_array().unwrap().len(), 1);
+    let (status, err) = call(&app, "POST", &memory, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+}
+
+#[tokio::test]
+async fn bodies_up_to_eight_mebibytes_are_taken_and_the_limits_answer_4xx() {
+    let (app, _redis) = spawn_app(&[("SESSION_MAX_EVENTS", "2")]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    let url = format!("{BASE}/sessions/s/events");
+    let image = "A".repeat(3 << 20);
+    let event = json!({"event": {"author": "user", "content": {"parts": [{"inline_data": {"data": image}}]}}});
+    let (status, r) = call(&app, "POST", &url, Some(event)).await;
+    assert_eq!(status, StatusCode::OK, "a 3 MiB image is taken: {r}");
+    let huge = json!({"event": {"author": "user", "content": {"parts": [{"text": "B".repeat(9 << 20)}]}}});
+    let (status, r) = call(&app, "POST", &url, Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
+    let (status, _) = call(&app, "POST", &url, Some(json!({"event": {"author": "user"}}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, r) = call(&app, "POST", &url, Some(json!({"event": {"author": "user"}}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["code"], "limit_reached");
+    let (_, s) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(s["last_seq"], 2);
 }
 
 #[tokio::test]
