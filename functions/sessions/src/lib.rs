@@ -78,9 +78,9 @@ impl Stores {
             }
             _ => None,
         };
-        let max_body_bytes = env
-            .range("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1_024, 64 << 20)
-            .map_err(|e| StoreError::invalid(e.var, e.message))? as usize;
+        let max_body_bytes =
+            env.range("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1_024, 64 << 20)
+                .map_err(|e| StoreError::invalid(e.var, e.message))? as usize;
         Ok(Self {
             sessions: session::open(stores, &ctx.redis, database.as_ref())?,
             memory: memory::open(stores, &ctx.redis, database.as_ref())?,

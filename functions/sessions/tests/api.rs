@@ -253,31 +253,51 @@ async fn the_adk_routes_answer_with_exact_events_user_state_and_memory_by_event(
     )
     .await;
     // Sent as text: serde_json's Value would turn the big integer into a float.
-    let event = r#"{"event": {"id": "e1", "author": "user", "partial": false, "timestamp": 1790000000.1234567,
+    // A recent time with sub-microsecond digits (memory keeps 30 days).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = format!("{}.1234567", now - 100);
+    let event = r#"{"event": {"id": "e1", "author": "user", "partial": false, "timestamp": TIME,
         "custom_metadata": {"big": 1180591620717411303425},
-        "content": {"role": "user", "parts": [{"text": "the floor plan"}, {"inline_data": {"mime_type": "image/png", "data": "iVBO"}}]}}, "expected_seq": 0}"#;
+        "content": {"role": "user", "parts": [{"text": "the floor plan"}, {"inline_data": {"mime_type": "image/png", "data": "iVBO"}}]}}, "expected_seq": 0}"#
+        .replace("TIME", &t);
     let url = format!("{BASE}/sessions/s/events");
     let (status, _, first) =
-        call_raw(&app, "POST", &url, Some(event.to_owned()), "application/json").await;
+        call_raw(&app, "POST", &url, Some(event.clone()), "application/json").await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["duplicate"], false);
-    assert_eq!(first["timestamp"].as_f64(), Some(1_790_000_000.123_456_7));
+    assert_eq!(first["timestamp"].as_f64(), t.parse::<f64>().ok());
     let (status, _, again) =
-        call_raw(&app, "POST", &url, Some(event.to_owned()), "application/json").await;
-    assert_eq!(status, StatusCode::OK, "a retry with a stale expected_seq: {again}");
-    assert_eq!((again["seq"].as_u64(), again["duplicate"].as_bool()), (Some(1), Some(true)));
+        call_raw(&app, "POST", &url, Some(event.clone()), "application/json").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a retry with a stale expected_seq: {again}"
+    );
+    assert_eq!(
+        (again["seq"].as_u64(), again["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
     let req = Request::builder()
         .uri(format!("{BASE}/sessions/s"))
         .body(Body::empty())
         .unwrap();
     let response = app.clone().oneshot(req).await.unwrap();
     let text = String::from_utf8(
-        response.into_body().collect().await.unwrap().to_bytes().to_vec(),
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
     )
     .unwrap();
     assert!(text.contains(r#""big": 1180591620717411303425"#), "{text}");
     assert!(text.contains(r#""partial":false"#), "{text}");
-    assert!(text.contains("1790000000.1234567"), "{text}");
+    assert!(text.contains(&t), "{text}");
     assert!(text.contains(r#""last_seq":1"#), "one event: {text}");
 
     let (status, state) = call(&app, "GET", "/apps/agent/users/alice/state", None).await;
@@ -293,16 +313,25 @@ async fn the_adk_routes_answer_with_exact_events_user_state_and_memory_by_event(
         &app,
         "POST",
         &memory,
-        Some(json!({"events": [{"id": "e9", "author": "user", "timestamp": 1790000001.0,
-            "content": {"role": "user", "parts": [{"text": "a second plan"}]}}]})),
+        Some(
+            json!({"events": [{"id": "e9", "author": "user", "timestamp": now as f64 - 50.0,
+            "content": {"role": "user", "parts": [{"text": "a second plan"}]}}]}),
+        ),
     )
     .await;
-    assert_eq!((status, added["added"].as_u64()), (StatusCode::OK, Some(1)), "{added}");
+    assert_eq!(
+        (status, added["added"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{added}"
+    );
     let (_, found) = call(&app, "GET", &format!("{memory}?query=plan"), None).await;
     let hits = found["memories"].as_array().unwrap();
     assert_eq!(hits.len(), 2, "{found}");
     assert_eq!(hits[0]["session_id"], "__unknown_session_id__");
-    assert_eq!(hits[1]["content"]["parts"][1]["inline_data"]["mime_type"], "image/png");
+    assert_eq!(
+        hits[1]["content"]["parts"][1]["inline_data"]["mime_type"],
+        "image/png"
+    );
     for _ in 0..2 {
         let (status, _) = call(&app, "DELETE", &format!("{memory}/e1"), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
@@ -328,12 +357,25 @@ async fn bodies_up_to_eight_mebibytes_are_taken_and_the_limits_answer_4xx() {
     let event = json!({"event": {"author": "user", "content": {"parts": [{"inline_data": {"data": image}}]}}});
     let (status, r) = call(&app, "POST", &url, Some(event)).await;
     assert_eq!(status, StatusCode::OK, "a 3 MiB image is taken: {r}");
-    let huge = json!({"event": {"author": "user", "content": {"parts": [{"text": "B".repeat(9 << 20)}]}}});
+    let huge =
+        json!({"event": {"author": "user", "content": {"parts": [{"text": "B".repeat(9 << 20)}]}}});
     let (status, r) = call(&app, "POST", &url, Some(huge)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
-    let (status, _) = call(&app, "POST", &url, Some(json!({"event": {"author": "user"}}))).await;
+    let (status, _) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": {"author": "user"}})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, r) = call(&app, "POST", &url, Some(json!({"event": {"author": "user"}}))).await;
+    let (status, r) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": {"author": "user"}})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
     assert_eq!(r["error"]["code"], "limit_reached");
     let (_, s) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;

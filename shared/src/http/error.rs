@@ -269,7 +269,9 @@ impl From<StoreError> for ApiError {
             StoreError::Stale { .. } => Self::conflict("stale", err.to_string()),
             StoreError::Invalid { .. } => Self::bad_request("invalid_input", err.to_string()),
             StoreError::TooLarge { .. } => Self::too_large(err.to_string()),
-            StoreError::LimitReached { .. } => Self::unprocessable("limit_reached", err.to_string()),
+            StoreError::LimitReached { .. } => {
+                Self::unprocessable("limit_reached", err.to_string())
+            }
             StoreError::Unavailable { kind, .. } => {
                 let unavailable = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -418,7 +418,11 @@ pub async fn an_event_id_appended_twice_is_stored_once(w: &World) {
         .unwrap();
     let mut e = Event::text("user", "hello").with_state("count", json!(1));
     e.id = "retry-me".into();
-    let first = w.sessions.append_event(&k, e.clone(), Some(0)).await.unwrap();
+    let first = w
+        .sessions
+        .append_event(&k, e.clone(), Some(0))
+        .await
+        .unwrap();
     assert_eq!((first.seq, first.duplicate), (Some(1), false));
     let before = w.dump().await;
     // The retry of an append whose reply was lost: its expected_seq is
@@ -496,7 +500,10 @@ pub async fn list_app_returns_every_users_sessions_oldest_update_first(w: &World
     assert_eq!(who, [("u1", "c"), ("u1", "a"), ("u2", "b")]);
     assert!(listed.iter().all(|s| s.events.is_empty()));
     assert_eq!(listed[2].state["user:home"], "Porto");
-    assert!(!listed[0].state.contains_key("user:home"), "each user's own state");
+    assert!(
+        !listed[0].state.contains_key("user:home"),
+        "each user's own state"
+    );
     assert_eq!(listed[1].state["id"], "a");
     let mine = w.sessions.list(&user("agent", "u1")).await.unwrap();
     let ids: Vec<&str> = mine.iter().map(|s| s.id.as_str()).collect();
@@ -532,7 +539,10 @@ pub async fn user_state_is_readable_without_a_session(w: &World) {
         )
         .await
         .unwrap();
-    w.sessions.delete(&key("agent", "alice", "s")).await.unwrap();
+    w.sessions
+        .delete(&key("agent", "alice", "s"))
+        .await
+        .unwrap();
     let got = w.sessions.user_state(&u).await.unwrap();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got["name"], "Alice");

@@ -187,7 +187,13 @@ pub async fn a_memory_keeps_the_events_whole_content(w: &World) {
     }))
     .unwrap();
     let u = UserKey::new("agent", "alice").unwrap();
-    assert_eq!(w.memory.add_events(&u, "s1", &[event.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        w.memory
+            .add_events(&u, "s1", &[event.clone()])
+            .await
+            .unwrap(),
+        1
+    );
     let hits = w.memory.search(&u, "plan", 10).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].event_id, "e-img");
@@ -201,7 +207,10 @@ pub async fn events_can_be_remembered_without_a_stored_session(w: &World) {
     let first = [Event::text("user", "the wifi password is on the fridge").at(t)];
     let mut later = Event::text("model", "noted: fridge").at(t + 1.0);
     later.id = "e2".into();
-    assert_eq!(w.memory.add_events(&u, "elsewhere", &first).await.unwrap(), 1);
+    assert_eq!(
+        w.memory.add_events(&u, "elsewhere", &first).await.unwrap(),
+        1
+    );
     // An incremental add keeps what was remembered before.
     assert_eq!(
         w.memory
@@ -212,10 +221,16 @@ pub async fn events_can_be_remembered_without_a_stored_session(w: &World) {
     );
     let hits = w.memory.search(&u, "fridge", 10).await.unwrap();
     let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
-    assert_eq!(texts, ["noted: fridge", "the wifi password is on the fridge"]);
+    assert_eq!(
+        texts,
+        ["noted: fridge", "the wifi password is on the fridge"]
+    );
     assert!(
         w.sessions
-            .get(&SessionKey::new("agent", "alice", "elsewhere").unwrap(), GetSession::all())
+            .get(
+                &SessionKey::new("agent", "alice", "elsewhere").unwrap(),
+                GetSession::all()
+            )
             .await
             .unwrap()
             .is_none(),
@@ -224,7 +239,10 @@ pub async fn events_can_be_remembered_without_a_stored_session(w: &World) {
     // Adding the same event again updates its entry.
     later = Event::text("model", "noted: freezer").at(t + 1.0);
     later.id = "e2".into();
-    w.memory.add_events(&u, "elsewhere", &[later]).await.unwrap();
+    w.memory
+        .add_events(&u, "elsewhere", &[later])
+        .await
+        .unwrap();
     assert_eq!(w.memory.search(&u, "fridge", 10).await.unwrap().len(), 1);
     assert_eq!(w.memory.search(&u, "freezer", 10).await.unwrap().len(), 1);
     let bad = w
@@ -252,11 +270,19 @@ pub async fn a_memory_can_be_deleted_by_event_id(w: &World) {
     bobs.id = "forget".into();
     w.memory.add_events(&bob, "s1", &[bobs]).await.unwrap();
     assert_eq!(w.memory.search(&u, "umbrella", 10).await.unwrap().len(), 3);
-    assert_eq!(w.memory.delete(&u, "forget").await.unwrap(), 2, "in every session");
+    assert_eq!(
+        w.memory.delete(&u, "forget").await.unwrap(),
+        2,
+        "in every session"
+    );
     let hits = w.memory.search(&u, "umbrella red", 10).await.unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h.event_id.as_str()).collect();
     assert_eq!(ids, ["keep"]);
-    assert_eq!(w.memory.delete(&u, "forget").await.unwrap(), 0, "absent: fine");
+    assert_eq!(
+        w.memory.delete(&u, "forget").await.unwrap(),
+        0,
+        "absent: fine"
+    );
     assert_eq!(w.memory.delete(&u, "never").await.unwrap(), 0);
     assert_eq!(
         w.memory.search(&bob, "red", 10).await.unwrap().len(),

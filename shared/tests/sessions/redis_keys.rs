@@ -310,11 +310,20 @@ async fn a_session_created_during_a_listing_is_never_pruned_from_the_index() {
     let store = RedisSessionStore::new(server.client(), TTL);
     let user = UserKey::new("agent", "alice").unwrap();
     // Keeps the user's index alive while "x" comes and goes.
-    store.create(&user, State::new(), Some("keep")).await.unwrap();
-    let session_keys: Vec<String> = ["session", "session_state", "session_events", "session_times", "session_event_ids"]
-        .iter()
-        .map(|kind| format!("ws:{{agent}}:{kind}:alice:x"))
-        .collect();
+    store
+        .create(&user, State::new(), Some("keep"))
+        .await
+        .unwrap();
+    let session_keys: Vec<String> = [
+        "session",
+        "session_state",
+        "session_events",
+        "session_times",
+        "session_event_ids",
+    ]
+    .iter()
+    .map(|kind| format!("ws:{{agent}}:{kind}:alice:x"))
+    .collect();
     let mut raced = 0;
     for round in 0..150 {
         store.create(&user, State::new(), Some("x")).await.unwrap();
@@ -351,7 +360,10 @@ async fn a_session_created_during_a_listing_is_never_pruned_from_the_index() {
             .into_iter()
             .map(|s| s.id)
             .collect();
-        assert!(ids.contains(&"x".to_owned()), "round {round}: x vanished: {ids:?}");
+        assert!(
+            ids.contains(&"x".to_owned()),
+            "round {round}: x vanished: {ids:?}"
+        );
         let member: bool = redis::cmd("SISMEMBER")
             .arg("ws:{agent}:sessions:alice")
             .arg("x")
@@ -363,7 +375,10 @@ async fn a_session_created_during_a_listing_is_never_pruned_from_the_index() {
             .await
             .unwrap();
     }
-    assert!(raced > 0, "some listings ran before the create (they saw only keep)");
+    assert!(
+        raced > 0,
+        "some listings ran before the create (they saw only keep)"
+    );
 }
 
 /// Issue 15, #7: long work is cut so that no script or command runs long.
@@ -382,9 +397,15 @@ async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_ad
     let memory = RedisMemoryStore::new(client, Duration::from_secs(30 * 86_400));
     let user = UserKey::new("agent", "alice").unwrap();
     let key = SessionKey::new("agent", "alice", "long").unwrap();
-    store.create(&user, State::new(), Some("long")).await.unwrap();
+    store
+        .create(&user, State::new(), Some("long"))
+        .await
+        .unwrap();
     for n in 0..300 {
-        store.create(&user, State::new(), Some(&format!("other{n}"))).await.unwrap();
+        store
+            .create(&user, State::new(), Some(&format!("other{n}")))
+            .await
+            .unwrap();
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -393,23 +414,41 @@ async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_ad
     let vocabulary: Vec<String> = (0..5_000).map(|i| format!("w{i}")).collect();
     for i in 0..500usize {
         // 200 distinct words and about 4 KB per event.
-        let text: Vec<&str> = (0..200).map(|j| vocabulary[(i * 37 + j * 11) % 5_000].as_str()).collect();
+        let text: Vec<&str> = (0..200)
+            .map(|j| vocabulary[(i * 37 + j * 11) % 5_000].as_str())
+            .collect();
         let text = format!("{} {}", text.join(" "), "z".repeat(3_000));
         store
-            .append_event(&key, Event::text("user", &text).at(now - 1_000.0 + i as f64), None)
+            .append_event(
+                &key,
+                Event::text("user", &text).at(now - 1_000.0 + i as f64),
+                None,
+            )
             .await
             .unwrap();
     }
     let mut admin = server.admin();
-    for (k, v) in [("slowlog-log-slower-than", "0"), ("slowlog-max-len", "1000000")] {
-        redis::cmd("CONFIG").arg("SET").arg(k).arg(v).exec(&mut admin).unwrap();
+    for (k, v) in [
+        ("slowlog-log-slower-than", "0"),
+        ("slowlog-max-len", "1000000"),
+    ] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .exec(&mut admin)
+            .unwrap();
     }
     redis::cmd("SLOWLOG").arg("RESET").exec(&mut admin).unwrap();
     let whole = store.get(&key, GetSession::all()).await.unwrap().unwrap();
     assert_eq!(whole.events.len(), 500);
     let seqs: Vec<u64> = whole.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=500).collect::<Vec<_>>());
-    let late = store.get(&key, GetSession::after(now - 1_000.0 + 10.0, None)).await.unwrap().unwrap();
+    let late = store
+        .get(&key, GetSession::after(now - 1_000.0 + 10.0, None))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(late.events.len(), 490);
     assert_eq!(store.list(&user).await.unwrap().len(), 301);
     assert_eq!(memory.add_session(&whole).await.unwrap(), 500);
@@ -426,7 +465,9 @@ async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_ad
     let mut longest = (0i64, String::new());
     let mut scripts = 0;
     for entry in &log {
-        let redis::Value::Array(fields) = entry else { panic!("{entry:?}") };
+        let redis::Value::Array(fields) = entry else {
+            panic!("{entry:?}")
+        };
         let micros = match &fields[2] {
             redis::Value::Int(us) => *us,
             other => panic!("{other:?}"),
@@ -451,7 +492,9 @@ async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_ad
             && let redis::Value::Array(args) = &fields[3]
             && let redis::Value::BulkString(b) = &args[0]
         {
-            *counts.entry(String::from_utf8_lossy(b).into_owned()).or_insert(0) += 1;
+            *counts
+                .entry(String::from_utf8_lossy(b).into_owned())
+                .or_insert(0) += 1;
         }
     }
     println!("commands: {counts:?}");
@@ -479,7 +522,10 @@ async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_ad
         .collect();
     top.sort();
     println!("slowest: {:?}", &top[top.len().saturating_sub(5)..]);
-    assert!(scripts > 100, "the memory add was cut into many scripts: {scripts}");
+    assert!(
+        scripts > 100,
+        "the memory add was cut into many scripts: {scripts}"
+    );
     println!("longest command: {} µs ({})", longest.0, longest.1);
     assert!(
         longest.0 < 50_000,

@@ -81,7 +81,10 @@ pub async fn after_timestamp_follows_one_rule_for_generated_timestamps_and_filte
         let ts = timestamps(start, &steps);
         let id = format!("case{case}");
         let k = SessionKey::new("agent", "alice", &id).unwrap();
-        w.sessions.create(&user, State::new(), Some(&id)).await.unwrap();
+        w.sessions
+            .create(&user, State::new(), Some(&id))
+            .await
+            .unwrap();
         for t in &ts {
             let appended = w
                 .sessions
@@ -90,7 +93,12 @@ pub async fn after_timestamp_follows_one_rule_for_generated_timestamps_and_filte
                 .unwrap();
             assert_eq!(appended.timestamp.to_bits(), t.to_bits(), "stored as given");
         }
-        let stored = w.sessions.get(&k, GetSession::all()).await.unwrap().unwrap();
+        let stored = w
+            .sessions
+            .get(&k, GetSession::all())
+            .await
+            .unwrap()
+            .unwrap();
         let back: Vec<u64> = stored.events.iter().map(|e| e.time().to_bits()).collect();
         assert_eq!(back, ts.iter().map(|t| t.to_bits()).collect::<Vec<_>>());
         let mut filters: Vec<f64> = ts

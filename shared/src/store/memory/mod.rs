@@ -183,7 +183,10 @@ pub fn words(text: &str, max: usize) -> Vec<String> {
 
 /// The entries `events` of session `session_id` contribute: those with
 /// text, each checked. A repeated event id keeps its last event.
-pub(crate) fn entries_of(session_id: &str, events: &[Event]) -> Result<Vec<MemoryEntry>, StoreError> {
+pub(crate) fn entries_of(
+    session_id: &str,
+    events: &[Event],
+) -> Result<Vec<MemoryEntry>, StoreError> {
     validate_id("session_id", session_id)?;
     if events.len() > MAX_EVENTS_PER_ADD {
         return Err(StoreError::invalid(
@@ -209,7 +212,9 @@ pub(crate) fn entries_of(session_id: &str, events: &[Event]) -> Result<Vec<Memor
             return Err(StoreError::invalid("event.author", "too long"));
         }
         let timestamp = event.timestamp.unwrap_or_else(crate::store::session::now);
-        if !timestamp.is_finite() || !(0.0..=crate::store::session::MAX_TIMESTAMP).contains(&timestamp) {
+        if !timestamp.is_finite()
+            || !(0.0..=crate::store::session::MAX_TIMESTAMP).contains(&timestamp)
+        {
             return Err(StoreError::invalid(
                 "event.timestamp",
                 "must be seconds since the Unix epoch",

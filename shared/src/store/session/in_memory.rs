@@ -194,7 +194,10 @@ impl SessionStore for MemorySessionStore {
         if bytes > self.limits.max_response_bytes {
             return Err(response_too_large(self.limits));
         }
-        let events = stored.events[from..].iter().map(|(e, _)| e.clone()).collect();
+        let events = stored.events[from..]
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
         let (updated, seq, state) = (stored.updated, stored.seq, stored.state.clone());
         let state = inner.merged(key.app(), key.user(), &state)?;
         Ok(Some(Session {
@@ -228,7 +231,11 @@ impl SessionStore for MemorySessionStore {
 
     async fn user_state(&self, user: &UserKey) -> Result<State, StoreError> {
         let inner = self.lock();
-        let values = inner.user_state.get(&owner(user)).cloned().unwrap_or_default();
+        let values = inner
+            .user_state
+            .get(&owner(user))
+            .cloned()
+            .unwrap_or_default();
         merge_state(values, [], [])
     }
 

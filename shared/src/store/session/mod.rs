@@ -178,9 +178,9 @@ pub fn open(
                 ));
             }
         },
-        Backend::Memory => Arc::new(
-            MemorySessionStore::new(config.session_ttl).with_limits(config.session_limits),
-        ),
+        Backend::Memory => {
+            Arc::new(MemorySessionStore::new(config.session_ttl).with_limits(config.session_limits))
+        }
         Backend::Redis => Arc::new(
             RedisSessionStore::new(redis.clone(), config.session_ttl)
                 .with_limits(config.session_limits),

@@ -463,6 +463,11 @@ mod tests {
         assert_eq!(again, e);
         let bad = serde_json::from_str::<Event>(r#"{"timestamp":"secret-value"}"#).unwrap_err();
         assert!(!bad.to_string().contains("secret-value"), "{bad}");
-        assert_eq!(Event::text("u", "a").with_state("k", json!(1)).text_content(), "a");
+        assert_eq!(
+            Event::text("u", "a")
+                .with_state("k", json!(1))
+                .text_content(),
+            "a"
+        );
     }
 }

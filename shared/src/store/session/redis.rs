@@ -416,7 +416,8 @@ impl RedisSessionStore {
                 .unwrap_or_default(),
         );
         inv.arg(query.after_timestamp.map(exact).unwrap_or_default());
-        inv.arg(READ_CHUNK_BYTES).arg(self.limits.max_response_bytes);
+        inv.arg(READ_CHUNK_BYTES)
+            .arg(self.limits.max_response_bytes);
         let mut conn = self.redis.conn()?;
         let reply: Value = inv.invoke_async(&mut conn).await?;
         let parts = match reply {

@@ -292,7 +292,8 @@ fn pairs(rows: &[AnyRow]) -> Result<Vec<(String, String)>, sqlx::Error> {
 }
 
 fn decode_event(text: &str) -> Result<Event, StoreError> {
-    serde_json::from_str(text).map_err(|_| StoreError::failed("sql", "a stored event is not valid JSON"))
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::failed("sql", "a stored event is not valid JSON"))
 }
 
 /// A stored session state (a JSON object) as (key, JSON text) pairs.
@@ -318,7 +319,11 @@ fn listed(
         app_name: app.to_owned(),
         user_id: user.to_owned(),
         id: row.try_get(0)?,
-        state: merge_state(state_pairs(&state)?, app_pairs.to_vec(), user_pairs.to_vec())?,
+        state: merge_state(
+            state_pairs(&state)?,
+            app_pairs.to_vec(),
+            user_pairs.to_vec(),
+        )?,
         events: Vec::new(),
         last_update_time: row.try_get(3)?,
         last_seq: row.try_get::<i64, _>(2)? as u64,

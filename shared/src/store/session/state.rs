@@ -113,7 +113,10 @@ impl PreparedEvent {
 /// Validates and completes `event`: an id when it has none, now as its
 /// timestamp when it has none (a given one is kept exactly, `0` included),
 /// `temp:` keys out of its stored delta, at most `max_bytes` of JSON.
-pub(crate) fn prepare_event(mut event: Event, max_bytes: usize) -> Result<PreparedEvent, StoreError> {
+pub(crate) fn prepare_event(
+    mut event: Event,
+    max_bytes: usize,
+) -> Result<PreparedEvent, StoreError> {
     if event.id.is_empty() {
         event.id = random_token();
     }
