@@ -189,7 +189,7 @@ pub async fn a_memory_keeps_the_events_whole_content(w: &World) {
     let u = UserKey::new("agent", "alice").unwrap();
     assert_eq!(
         w.memory
-            .add_events(&u, "s1", &[event.clone()])
+            .add_events(&u, "s1", std::slice::from_ref(&event))
             .await
             .unwrap(),
         1
