@@ -267,6 +267,13 @@ class HttpSessionService(BaseSessionService):
             reply.body['timestamp'],
             reply.body['event_id'],
         )
+        if reply.body.get('duplicate') and any(
+            e.id == event_id for e in session.events
+        ):
+          # The function already held this event id, and so does this
+          # session object: a repeated append, as ADK's in-memory service
+          # takes it, changes nothing.
+          return event
       elif reply.status == 404:
         raise SessionNotFoundError(f'Session {session.id} not found.')
       elif reply.status == 409 and reply.code == 'stale':
@@ -283,8 +290,8 @@ class HttpSessionService(BaseSessionService):
         return event
       event.id = event_id
       if event.timestamp != timestamp:
-        # The stored timestamp (see the function's timestamp rules): the
-        # session object stays equal to what a read returns.
+        # A retry that found the event stored (duplicate): the stored one's
+        # timestamp, so the session object equals what a read returns.
         event.timestamp = timestamp
       session.last_update_time = float(timestamp)
       _wire.set_marker(session, int(seq))
