@@ -92,7 +92,10 @@ fn main() {
         results.seconds
     ));
     for (op, pick) in [
-        ("append_event", (|c: &Cell| &c.append_event) as fn(&Cell) -> &Latency),
+        (
+            "append_event",
+            (|c: &Cell| &c.append_event) as fn(&Cell) -> &Latency,
+        ),
         ("get_session (whole session)", |c: &Cell| &c.get_session),
     ] {
         let mut rows = Vec::new();
