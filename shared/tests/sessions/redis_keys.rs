@@ -306,7 +306,9 @@ async fn crafted_ids_never_reach_another_apps_or_users_keys() {
 /// is never dropped from the index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_created_during_a_listing_is_never_pruned_from_the_index() {
-    let server = TestRedis::start();
+    // One server, whatever the topology: the race is in the store, and the
+    // test deletes keys behind its back.
+    let server = shared::testkit::RedisServer::start();
     let store = RedisSessionStore::new(server.client(), TTL);
     let user = UserKey::new("agent", "alice").unwrap();
     // Keeps the user's index alive while "x" comes and goes.
@@ -391,7 +393,8 @@ async fn a_session_created_during_a_listing_is_never_pruned_from_the_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_script_runs_long_on_a_long_session_a_long_listing_or_a_big_memory_add() {
     use shared::store::memory::{MemoryStore, RedisMemoryStore};
-    let server = TestRedis::start();
+    // One server, whatever the topology: SLOWLOG is per server.
+    let server = shared::testkit::RedisServer::start();
     let client = server.client();
     let store = RedisSessionStore::new(client.clone(), TTL);
     let memory = RedisMemoryStore::new(client, Duration::from_secs(30 * 86_400));
