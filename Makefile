@@ -193,3 +193,4 @@ lambda-smoke: ## The real binary in Lambda mode under `cargo lambda watch` (carg
 chaos: ## Fault injection under load (release build, ~3 min): prints the table, updates docs/reliability.md
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench
 	./target/release/chaos
+	./target/release/chaos_managed

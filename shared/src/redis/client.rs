@@ -877,7 +877,12 @@ impl RedisConn {
         let idle_us = inner
             .now_us()
             .saturating_sub(live.last_answer.load(Relaxed));
-        if threshold.is_zero() || idle_us < threshold.as_micros() as u64 {
+        // Commands in flight without an answer are a slow server, not an
+        // idle connection: the timeouts' half-open rule covers that case.
+        if threshold.is_zero()
+            || idle_us < threshold.as_micros() as u64
+            || live.batcher.in_flight() > 0
+        {
             return Some(live);
         }
         let budget = self.remaining() / 3;

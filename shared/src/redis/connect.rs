@@ -23,7 +23,7 @@ pub(crate) struct Connector {
     /// One per configured URL, without credentials.
     infos: Vec<ConnectionInfo>,
     root_cert: Option<Vec<u8>>,
-    credentials: CredentialProvider,
+    credentials: Arc<CredentialProvider>,
     protocol: ProtocolVersion,
     config: RedisConfig,
 }
@@ -119,7 +119,7 @@ impl Connector {
         Ok(Self {
             infos,
             root_cert,
-            credentials: CredentialProvider::new(config),
+            credentials: Arc::new(CredentialProvider::new(config)),
             protocol,
             config: config.clone(),
         })
@@ -195,11 +195,17 @@ impl Connector {
             .max_retry_wait(config.reconnect_max_delay.as_millis() as u64)
             .tcp_settings(tcp_settings(config))
             .use_protocol(self.protocol);
-        if let Some(user) = &creds.username {
-            builder = builder.username(user);
-        }
-        if let Some(password) = &creds.password {
-            builder = builder.password(password.expose());
+        if self.credentials.is_static() {
+            if let Some(user) = &creds.username {
+                builder = builder.username(user);
+            }
+            if let Some(password) = &creds.password {
+                builder = builder.password(password.expose());
+            }
+        } else {
+            // Every node connection asks the provider, and re-authenticates
+            // when it yields fresh credentials.
+            builder = builder.set_credentials_provider(NodeCredentials(self.credentials.clone()));
         }
         if config.tls() {
             builder = builder.tls(if config.tls_insecure {
@@ -224,6 +230,52 @@ impl Connector {
             Ok(result) => result,
             Err(_) => Err(super::error::deadline_error()),
         }
+    }
+}
+
+/// The credential provider as redis-rs's cluster connections ask it: each
+/// node connection subscribes, authenticates with the first credentials, and
+/// re-authenticates (`AUTH`) with each later item, one every
+/// [`NODE_CREDENTIALS_REFRESH`].
+struct NodeCredentials(Arc<CredentialProvider>);
+
+/// How often node connections of a cluster are re-authenticated with fresh
+/// credentials (a rotated password file, a new IAM token).
+const NODE_CREDENTIALS_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+impl redis::StreamingCredentialsProvider for NodeCredentials {
+    fn subscribe(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn futures::Stream<Item = redis::RedisResult<redis::BasicAuth>> + Send + 'static>,
+    > {
+        let provider = self.0.clone();
+        Box::pin(futures::stream::unfold(true, move |first| {
+            let provider = provider.clone();
+            async move {
+                if !first {
+                    tokio::time::sleep(NODE_CREDENTIALS_REFRESH).await;
+                }
+                let item = provider
+                    .credentials()
+                    .map(|c| {
+                        redis::BasicAuth::new(
+                            c.username.unwrap_or_else(|| "default".to_owned()),
+                            c.password
+                                .map(|p| p.expose().to_owned())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .map_err(|e| {
+                        RedisError::from((
+                            redis::ErrorKind::AuthenticationFailed,
+                            "no credentials",
+                            e.to_string(),
+                        ))
+                    });
+                Some((item, false))
+            }
+        }))
     }
 }
 

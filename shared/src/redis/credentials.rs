@@ -83,6 +83,11 @@ impl CredentialProvider {
         }
     }
 
+    /// Whether the credentials never change (`static`).
+    pub fn is_static(&self) -> bool {
+        matches!(self.source, CredentialSource::Static)
+    }
+
     /// `static`, `file` or `elasticache-iam`.
     pub fn kind(&self) -> &'static str {
         match self.source {

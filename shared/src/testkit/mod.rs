@@ -14,6 +14,7 @@
 //! - `topology`: [`TestRedis`], a server or a cluster (`TEST_REDIS_TOPOLOGY`) for the building blocks' suites.
 //! - `lambda`: [`LambdaRuntimeApi`], the Runtime API emulator, and [`lambda_events`].
 //! - `process`: [`FunctionProcess`], a function binary as a child process.
+//! - `proxy`: [`TcpProxy`], a TCP proxy that switches upstream, drops idle connections silently, black-holes, delays.
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
 //! - `tls`: [`TlsFiles`], a CA and a server certificate generated per test.
 //! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
@@ -33,6 +34,7 @@ mod logs;
 mod mariadb;
 mod postgres;
 mod process;
+mod proxy;
 mod redis;
 mod tls;
 mod topology;
@@ -44,7 +46,8 @@ pub use logs::{CapturedLogs, CapturedWriter};
 pub use mariadb::{MariaDbServer, mariadb_bins};
 pub use postgres::{PostgresServer, postgres_bin_dir};
 pub use process::FunctionProcess;
-pub use redis::{BlackHole, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
+pub use proxy::{Direction, TcpProxy};
+pub use redis::{BlackHole, Monitor, RedisServer, RedisServerBuilder, free_port, redis_server_bin};
 pub use tls::TlsFiles;
 pub use topology::{AdminConnection, TOPOLOGY_VAR, TestRedis};
 

@@ -127,6 +127,31 @@ impl RedisServerBuilder {
     }
 }
 
+/// The commands a server executed while it was watched (see
+/// [`RedisServer::monitor`]), one `MONITOR` line each.
+#[derive(Debug)]
+pub struct Monitor {
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    stream: TcpStream,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    /// The lines recorded so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("monitor lines").clone()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A `redis-server` of its own for one test: a free port, a temporary
 /// directory, no persistence (`--save ""`). Killed when dropped.
 #[derive(Debug)]
@@ -157,6 +182,8 @@ impl RedisServer {
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // A replica syncs at once (the default waits 5 s for more replicas).
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(["--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -383,6 +410,86 @@ impl RedisServer {
             let _ = child.wait();
         }
         self.paused = false;
+    }
+
+    /// Starts recording every command the server executes (`MONITOR`), on a
+    /// thread of its own, until the returned [`Monitor`] is dropped.
+    pub fn monitor(&self) -> Monitor {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect for MONITOR");
+        if let Some(pw) = &self.options.password {
+            stream
+                .write_all(format!("AUTH {pw}\r\n").as_bytes())
+                .expect("AUTH");
+        }
+        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+        let reader = stream.try_clone().expect("clone the MONITOR stream");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let lines = lines.clone();
+            move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(reader).lines() {
+                    let Ok(line) = line else { break };
+                    // Replies to AUTH and MONITOR are `+OK`; records are
+                    // `+<time> [<db> <client>] "<command>" ...`.
+                    if let Some(record) = line.strip_prefix('+')
+                        && record != "OK"
+                    {
+                        lines.lock().expect("monitor lines").push(record.to_owned());
+                    }
+                }
+            }
+        });
+        Monitor {
+            lines,
+            stream,
+            thread: Some(thread),
+        }
+    }
+
+    /// Makes this server a replica of `primary` (`REPLICAOF`) and waits
+    /// until the initial sync is done and the link is up.
+    pub fn replicate(&self, primary: &RedisServer) {
+        redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(primary.port())
+            .exec(&mut self.admin())
+            .expect("REPLICAOF");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut self.admin())
+                .expect("INFO replication");
+            let field = |name: &str| crate::redis::info::info_field(&info, name).map(str::to_owned);
+            if field("master_link_status").as_deref() == Some("up")
+                && field("master_sync_in_progress").as_deref() == Some("0")
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the replica on port {} never synced", self.port);
+    }
+
+    /// Promotes this replica (`REPLICAOF NO ONE`).
+    pub fn promote(&self) {
+        redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .exec(&mut self.admin())
+            .expect("REPLICAOF NO ONE");
+    }
+
+    /// `role` from `INFO replication`: `master` or `slave`.
+    pub fn role(&self) -> String {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.admin())
+            .expect("INFO replication");
+        crate::redis::info::info_field(&info, "role")
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// The server's log file.

@@ -41,6 +41,30 @@ fn app(ctx: &AppContext) -> Router {
             }),
         )
         .route(
+            "/wrongtype",
+            get(
+                |axum::extract::State(ctx): axum::extract::State<AppContext>| async move {
+                    // A value of the wrong type under our key: a bug a retry cannot cure.
+                    let failure = ctx
+                        .redis
+                        .run(|mut c| async move {
+                            redis::cmd("SET")
+                                .arg("ws:{t}:h")
+                                .arg("x")
+                                .exec_async(&mut c)
+                                .await?;
+                            redis::cmd("HGET")
+                                .arg("ws:{t}:h")
+                                .arg("f")
+                                .query_async::<Option<String>>(&mut c)
+                                .await
+                        })
+                        .await?;
+                    Ok::<_, shared::ApiError>(failure.unwrap_or_default())
+                },
+            ),
+        )
+        .route(
             "/panic",
             get(|| async {
                 let v: Vec<u8> = Vec::new();
@@ -49,7 +73,7 @@ fn app(ctx: &AppContext) -> Router {
                 x.to_string()
             }),
         );
-    shared::http::finish(routes, ctx)
+    shared::http::finish(routes.with_state(ctx.clone()), ctx)
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -295,4 +319,20 @@ async fn the_plain_server_serves_200_concurrent_requests_and_shuts_down_graceful
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_a_retry_cannot_cure_is_500_without_retry_after_or_detail() {
+    let server = RedisServer::start();
+    let app = app(&ctx(&server, &[]));
+    let (status, headers, body) = send(
+        &app,
+        Request::get("/wrongtype").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(headers.get(header::RETRY_AFTER).is_none());
+    assert!(body["error"].get("type").is_none(), "{body}");
+    assert!(!body.to_string().contains("WRONGTYPE"), "{body}");
 }

@@ -6,11 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod acl;
+mod batch;
 mod breaker;
 mod client;
 mod cluster;
 mod health;
 mod http;
+mod managed;
 mod tls;
 
 use std::time::{Duration, Instant};

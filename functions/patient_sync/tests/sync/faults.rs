@@ -281,3 +281,35 @@ async fn no_field_or_id_of_a_patient_reaches_a_log_line_or_an_error() {
         }
     }
 }
+
+/// The managed "primary endpoint" flips after a failover (ElastiCache,
+/// Memorystore): the function's connection still reaches the demoted
+/// primary, which answers writes with `READONLY`. The next sync must land
+/// on the new primary, and `/redis-health` must say so, at once.
+#[tokio::test]
+async fn a_failover_behind_the_primary_endpoint_costs_no_sync() {
+    let a = RedisServer::start();
+    let b = RedisServer::start();
+    b.replicate(&a);
+    let proxy = shared::testkit::TcpProxy::start(a.port());
+    let app = app_for(&proxy.url(), &[]);
+    let one = json!({"patients": [patient("p-1", "Ada")]});
+    let uri = "/practices/clinic-1/patients/sync";
+    assert_eq!(send(&app, post(uri, &one, &[])).await.status, 200);
+    assert_eq!(send(&app, crate::get("/redis-health")).await.status, 200);
+
+    b.promote();
+    a.replicate(&b);
+    proxy.set_upstream(b.port());
+
+    let two = json!({"patients": [patient("p-1", "Ada"), patient("p-2", "Ben")]});
+    let reply = send(&app, post(uri, &two, &[])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let health = send(&app, crate::get("/redis-health")).await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert_eq!(health.body["role"], "master", "{}", health.text);
+    assert!(
+        b.all_keys().iter().any(|k| k.contains("clinic-1")),
+        "the sync reached the new primary"
+    );
+}
