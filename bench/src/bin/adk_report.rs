@@ -164,7 +164,8 @@ fn main() {
             .iter()
             .filter(|s| !s.cells.is_empty())
             .map(|s| Series {
-                name: s.label.clone(),
+                // The short name: the legend is narrow.
+                name: s.name.clone(),
                 points: results
                     .histories
                     .iter()
