@@ -988,7 +988,11 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
         List,
         Delete,
         Remember(Value),
+        RememberEvents(Value, Value, String),
         Search(String, String),
+        ListApp,
+        UserState,
+        Forget(String),
     }
     let id = || prop_oneof![3 => "s[0-2]", 2 => hostile::text()];
     let state = || {
@@ -1002,10 +1006,22 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
         2 => (id(), state()).prop_map(|(i, s)| Call::Create(i, s)),
         4 => (state(), hostile::json(), hostile::text())
             .prop_map(|(delta, content, seq)| Call::Append(delta, content, seq)),
+        // Hostile event fields: id, timestamp, partial, anything else.
+        2 => (hostile::text(), hostile::json(), hostile::json(), hostile::text())
+            .prop_map(|(id, timestamp, partial, seq)| Call::Append(
+                json!({"k": 1}),
+                json!({"id": id, "timestamp": timestamp, "partial": partial}),
+                seq,
+            )),
         1 => (hostile::text(), hostile::text()).prop_map(|(n, t)| Call::Get(n, t)),
         1 => Just(Call::List),
         1 => Just(Call::Delete),
         1 => hostile::json().prop_map(Call::Remember),
+        1 => (hostile::json(), hostile::json(), hostile::text())
+            .prop_map(|(content, timestamp, id)| Call::RememberEvents(content, timestamp, id)),
+        1 => Just(Call::ListApp),
+        1 => Just(Call::UserState),
+        1 => hostile::text().prop_map(Call::Forget),
         1 => (hostile::text(), hostile::text()).prop_map(|(q, l)| Call::Search(q, l)),
     ];
     let app_id = prop_oneof![3 => "app-[a-b]", 1 => hostile::text()];
@@ -1046,7 +1062,14 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
             Call::Create(i, st) => ("POST", format!("{base}/sessions"), Some(json!({"session_id": i, "state": st}).to_string())),
             Call::Append(delta, content, seq) => {
                 let expected = seq.parse::<i64>().map_or(Value::String(seq.clone()), Value::from);
-                let event = json!({"event": {"author": "user", "content": content, "actions": {"state_delta": delta}}, "expected_seq": expected});
+                let mut event = json!({"author": "user", "content": content, "actions": {"state_delta": delta}});
+                // The hostile-fields case: its "content" carries the fields.
+                if let Some(fields) = content.as_object().filter(|f| f.contains_key("partial")) {
+                    for (k, v) in fields {
+                        event[k] = v.clone();
+                    }
+                }
+                let event = json!({"event": event, "expected_seq": expected});
                 ("POST", format!("{session}/events"), Some(event.to_string()))
             }
             Call::Get(n, t) => ("GET", format!("{session}?num_recent_events={}&after_timestamp={}", encode(n), encode(t)), None),
@@ -1054,6 +1077,16 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
             Call::Delete => ("DELETE", session.clone(), None),
             Call::Remember(body) => ("POST", format!("{base}/memory"), Some(body.to_string())),
             Call::Search(q, l) => ("GET", format!("{base}/memory?query={}&limit={}", encode(q), encode(l)), None),
+            Call::RememberEvents(content, timestamp, id) => {
+                let body = json!({"session_id": s, "events": [
+                    {"id": id, "author": "user", "timestamp": timestamp, "content": content},
+                    {"author": "user", "content": {"parts": [{"text": id}]}},
+                ]});
+                ("POST", format!("{base}/memory"), Some(body.to_string()))
+            }
+            Call::ListApp => ("GET", format!("/apps/{}/sessions", encode(&a)), None),
+            Call::UserState => ("GET", format!("{base}/state"), None),
+            Call::Forget(id) => ("DELETE", format!("{base}/memory/{}", encode(id)), None),
         };
         let (status, _, reply) = rt.block_on(call_raw(&app, method, &uri, body, "application/json"));
         prop_assert!(status.as_u16() < 500, "{c:?} on {a:?}/{u:?}/{s:?}: {reply}");
