@@ -232,7 +232,10 @@ async def main() -> int:
 
     async def community_redis() -> BaseSessionService:
       from google_adk_redis import RedisMemorySessionService
-      return RedisMemorySessionService(uri=redis.url, expire=3600)
+      return RedisMemorySessionService(uri=redis.url, expire=3600, share_cache=False)
+
+    async def close_community_redis(s: BaseSessionService) -> None:
+      await s.cache.aclose()  # type: ignore[attr-defined]
 
     subjects = [
         Subject('http-redis', 'HttpSessionService, redis', http('redis', {'REDIS_URL': redis.url}), close_http),
@@ -247,7 +250,8 @@ async def main() -> int:
                 database(mariadb.create_database('adk_bench').replace('mysql://', 'mysql+aiomysql://')),
                 close_database),
         Subject('adk-in-memory', 'ADK InMemorySessionService', in_memory),
-        Subject('google-adk-redis', 'google-adk-redis RedisMemorySessionService', community_redis),
+        Subject('google-adk-redis', 'google-adk-redis RedisMemorySessionService', community_redis,
+                close_community_redis),
     ]
     results = []
     for subject in subjects:
