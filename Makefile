@@ -57,7 +57,7 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks against redis-benchmark: pool, client, HTTP, start/size, session backends (docs/performance.md)
+bench: ## Benchmarks against redis-benchmark: pool, client, HTTP, start/size, session backends, then bench-adk (docs/performance.md)
 	@start=$$(date +%s); \
 	echo "==> building release binaries (functions and benchmarks)"; \
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench && \
