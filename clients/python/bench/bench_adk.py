@@ -99,12 +99,20 @@ class Subject:
     self.close = close
 
 
-async def grow(service: BaseSessionService, sessions: list[Any], target: int) -> None:
-  async def one(i: int) -> None:
+async def grow(service: BaseSessionService, sessions: list[Any], target: int, deadline: float) -> bool:
+  """Appends to every session until it holds `target` events; False when
+  `deadline` (a `time.perf_counter()`) passed first. Nothing is cancelled:
+  each session stops after the append it is in."""
+
+  async def one(i: int) -> bool:
     s = sessions[i]
     while len(s.events) < target:
+      if time.perf_counter() > deadline:
+        return False
       await service.append_event(s, event(len(s.events)))
-  await asyncio.gather(*(one(i) for i in range(len(sessions))))
+    return True
+
+  return all(await asyncio.gather(*(one(i) for i in range(len(sessions)))))
 
 
 async def measure(service: BaseSessionService, sessions: list[Any], concurrency: int, ops: int) -> dict[str, Any]:
@@ -148,11 +156,7 @@ async def run_subject(subject: Subject, histories: list[int], ops: int, budget: 
       missing = sum(max(0, history - len(s.events)) for s in sessions)
       left = budget - spent
       t = time.perf_counter()
-      try:
-        if left <= 0:
-          raise asyncio.TimeoutError
-        await asyncio.wait_for(grow(service, sessions, history), timeout=left)
-      except asyncio.TimeoutError:
+      if left <= 0 or not await grow(service, sessions, history, deadline=t + left):
         for later in [h for h in histories if h >= history]:
           out['skipped'].append({
               'history': later,
