@@ -8,7 +8,7 @@ NAME ?=
 CRATE_ARGS := $(if $(NAME),-p $(NAME),--workspace)
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help setup test run lint fmt bench check-debug-code
+.PHONY: help setup test run lint fmt bench bench-adk check-debug-code
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,7 +19,12 @@ setup: ## Install what the tests need on a fresh machine (redis-server, postgres
 # The building blocks' suites again, on a local Redis Cluster of three primaries.
 CLUSTER_SUITES := binary(blocks) | binary(cache) | (binary(sessions) & (test(/::redis::/) | test(/^redis_keys::/) | test(/^faults::redis/)))
 
-test: ## Run the tests (NAME=<crate> for one crate), against real redis-server processes; installs what it lacks first
+# The ADK client's suites (clients/python/tests: conformance, fidelity, memory,
+# the Runner conversation across a restart) against the sessions binary on
+# every backend, in the venv scripts/setup.sh made from PyPI.
+PYTHON_SUITES := $(if $(filter-out sessions,$(NAME)),,yes)
+
+test: ## Run the tests (NAME=<crate> for one crate), against real redis-server, PostgreSQL and MariaDB processes, then the ADK client's suites on every backend; installs what it lacks first
 	@scripts/setup.sh test
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		set -e; \
@@ -31,6 +36,10 @@ test: ## Run the tests (NAME=<crate> for one crate), against real redis-server p
 	else \
 		echo "cargo-nextest not found; using cargo test"; \
 		cargo test $(CRATE_ARGS) --no-fail-fast; \
+	fi
+	@if [ -n "$(PYTHON_SUITES)" ]; then \
+		echo "==> the ADK client's suites (clients/python) on redis, memory, postgres, mariadb"; \
+		clients/python/scripts/run_conformance.sh all; \
 	fi
 
 run: ## Run a function locally: make run NAME=tebra_debug (uses REDIS_URL, else local Redis, else a throwaway one); installs redis-server if needed
@@ -48,7 +57,7 @@ fmt: ## Format the code
 check-debug-code: ## No dbg!/todo!/println! outside tests
 	@scripts/check-debug-code.sh
 
-bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/size, session backends (docs/performance.md)
+bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/size, session backends, then bench-adk (docs/performance.md)
 	@start=$$(date +%s); \
 	scripts/install-oha.sh || exit 1; \
 	echo "==> building release binaries (functions and benchmarks)"; \
@@ -59,7 +68,14 @@ bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/si
 		./target/release/$$b || exit 1; \
 		echo "==> $$b took $$(( $$(date +%s) - t )) s"; \
 	done; \
+	echo "==> bench-adk ($$(( $$(date +%s) - start )) s elapsed)"; \
+	$(MAKE) --no-print-directory bench-adk || exit 1; \
 	echo "==> make bench done in $$(( $$(date +%s) - start )) s; results in bench-results/"
+
+bench-adk: ## ADK session services from Python: HttpSessionService (redis, postgres, mariadb) against ADK's DatabaseSessionService, InMemorySessionService and the community Redis services (bench-results/adk-sessions.*)
+	@scripts/setup.sh test
+	cargo build --release -p sessions
+	SESSIONS_BIN=$${CARGO_TARGET_DIR:-target}/release/sessions clients/python/scripts/bench_adk.sh
 
 # ---- Operations: deploy and the offline checks (docs/operations.md) --------
 

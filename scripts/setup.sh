@@ -79,6 +79,18 @@ else
   cargo install --locked --quiet cargo-nextest --version "$NEXTEST_VERSION"
 fi
 
+# The ADK client's tests (clients/python) run in a virtual environment made
+# from PyPI (google-adk pinned in clients/python/requirements-test.txt; it
+# needs CPython 3.11 or later). Made once, remade when the pins change.
+python_ok() { "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+if python_ok python3; then
+  say "python: $(python3 --version 2>&1)"
+else
+  apt_install python3 python3-venv
+  python_ok python3 || { echo "the ADK client needs CPython 3.11 or later with venv (python3 -m venv)" >&2; exit 1; }
+fi
+say "python venv for clients/python: $("$(dirname "$0")/../clients/python/scripts/venv.sh")"
+
 if [ "$want" = test ]; then
   exit 0
 fi

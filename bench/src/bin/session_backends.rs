@@ -132,7 +132,7 @@ async fn read_all_then_write(
     }
     let mut e = event(i);
     e.seq = seq as u64 + 1;
-    e.timestamp = history.last().map_or(1.9e9, |h| h.timestamp);
+    e.timestamp = Some(history.last().map_or(1.9e9, Event::time));
     let json = serde_json::to_string(&e).unwrap_or_default();
     sqlx::query(if pg {
         "INSERT INTO adk_events (app_name, user_id, session_id, seq, ts, event) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -143,7 +143,7 @@ async fn read_all_then_write(
     .bind(key.user())
     .bind(key.id())
     .bind(seq + 1)
-    .bind(e.timestamp)
+    .bind(e.time())
     .bind(json)
     .execute(&mut *tx)
     .await?;
@@ -153,7 +153,7 @@ async fn read_all_then_write(
         "UPDATE adk_sessions SET seq = ?, update_time = ? WHERE app_name = ? AND user_id = ? AND id = ?"
     })
     .bind(seq + 1)
-    .bind(e.timestamp)
+    .bind(e.time())
     .bind(key.app())
     .bind(key.user())
     .bind(key.id())

@@ -8,31 +8,38 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /apps/{app}/users/{user}/sessions` `{"state"?, "session_id"?}` | `201` the session; `409` the id exists |
-//! | `GET /apps/{app}/users/{user}/sessions` | `200` `{"sessions": […]}` (no events) |
-//! | `GET /apps/{app}/users/{user}/sessions/{id}?num_recent_events=&after_timestamp=` | `200` the session; `404` |
+//! | `GET /apps/{app}/users/{user}/sessions` | `200` `{"sessions": […]}` (no events; oldest update first) |
+//! | `GET /apps/{app}/sessions` | `200` `{"sessions": […]}`: every user's, same order |
+//! | `GET /apps/{app}/users/{user}/sessions/{id}?num_recent_events=&after_timestamp=` | `200` the session; `404`; `422` more bytes than a response may carry |
 //! | `DELETE /apps/{app}/users/{user}/sessions/{id}` | `204` (absent too) |
-//! | `POST /apps/{app}/users/{user}/sessions/{id}/events` `{"event", "expected_seq"?}` | `200` `{"seq", …}`; `404`; `409` stale |
-//! | `POST /apps/{app}/users/{user}/memory` `{"session_id"}` | `200` `{"added"}`; `404` no such session |
+//! | `POST /apps/{app}/users/{user}/sessions/{id}/events` `{"event", "expected_seq"?}` | `200` `{"seq", "duplicate", …}`; `404`; `409` stale; `413`; `422` session full |
+//! | `GET /apps/{app}/users/{user}/state` | `200` `{"state": {…}}`: the user state, without the `user:` prefix |
+//! | `POST /apps/{app}/users/{user}/memory` `{"session_id"}` or `{"session_id"?, "events"}` | `200` `{"added"}`; `404` no such session |
 //! | `GET /apps/{app}/users/{user}/memory?query=&limit=` | `200` `{"memories": […]}` |
+//! | `DELETE /apps/{app}/users/{user}/memory/{event_id}` | `204` (absent too) |
 //!
 //! Every route is behind [`shared::http::bind_tenant`] on `{app}`: the
 //! caller must be authenticated (`AUTH_MODE`) for the app, else `401` /
 //! `403` and the store is not touched. Bad input is a `4xx` JSON error and
 //! writes nothing; an unavailable backend is `503` with `Retry-After`.
+//! Request bodies may be up to `MAX_BODY_BYTES`, 8 MiB by default for this
+//! function (events carry images and audio inline).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 use shared::config::{Backend, Env};
 use shared::http::{PathParams, QueryParams};
 use shared::store::StoreError;
 use shared::store::memory::{self, MemoryEntry, MemoryStore};
-use shared::store::session::{self, Event, GetSession, Session, SessionKey, SessionStore, UserKey};
+use shared::store::session::{
+    self, AppKey, Event, GetSession, Session, SessionKey, SessionStore, UserKey,
+};
 use shared::store::sql::{SqlDatabase, SqlSettings};
 use shared::{ApiError, AppContext, Json};
 
@@ -43,7 +50,14 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Where memory lives (`MEMORY_BACKEND`).
     pub memory: Arc<dyn MemoryStore>,
+    /// The largest request body (`MAX_BODY_BYTES`, 8 MiB by default here).
+    pub max_body_bytes: usize,
 }
+
+/// This function's default `MAX_BODY_BYTES`: ADK events carry images, audio
+/// and files inline (base64), and one stored event may be up to
+/// `SESSION_MAX_EVENT_BYTES` (8 MiB by default).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
 
 impl Stores {
     /// Builds the stores `ctx.config.stores` names; with a `sql` backend,
@@ -66,9 +80,13 @@ impl Stores {
             }
             _ => None,
         };
+        let max_body_bytes =
+            env.range("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1_024, 64 << 20)
+                .map_err(|e| StoreError::invalid(e.var, e.message))? as usize;
         Ok(Self {
             sessions: session::open(stores, &ctx.redis, database.as_ref())?,
             memory: memory::open(stores, &ctx.redis, database.as_ref())?,
+            max_body_bytes,
         })
     }
 
@@ -100,11 +118,14 @@ impl Stores {
 
 /// The function's router, common routes and layers included.
 pub fn app(ctx: AppContext, stores: Stores) -> Router {
+    let limit = stores.max_body_bytes;
     let routes = Router::new()
+        .route("/apps/{app}/sessions", get(list_app_sessions))
         .route(
             "/apps/{app}/users/{user}/sessions",
             post(create_session).get(list_sessions),
         )
+        .route("/apps/{app}/users/{user}/state", get(get_user_state))
         .route(
             "/apps/{app}/users/{user}/sessions/{id}",
             get(get_session).delete(delete_session),
@@ -117,6 +138,12 @@ pub fn app(ctx: AppContext, stores: Stores) -> Router {
             "/apps/{app}/users/{user}/memory",
             post(add_to_memory).get(search_memory),
         )
+        .route(
+            "/apps/{app}/users/{user}/memory/{event_id}",
+            delete(delete_memory),
+        )
+        // Inside the common layers: this function's own body limit wins.
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(stores);
     let routes = shared::http::bind_tenant(routes, &ctx, "app");
     shared::http::finish(routes, &ctx)
@@ -156,9 +183,31 @@ async fn list_sessions(
     PathParams((app, user)): PathParams<(String, String)>,
 ) -> Reply<Json<SessionList>> {
     let user = UserKey::new(&app, &user)?;
-    let mut sessions = stores.sessions.list(&user).await?;
-    sessions.sort_by(|a, b| a.id.cmp(&b.id));
+    let sessions = stores.sessions.list(&user).await?;
     Ok(Json(SessionList { sessions }))
+}
+
+async fn list_app_sessions(
+    State(stores): State<Stores>,
+    PathParams(app): PathParams<String>,
+) -> Reply<Json<SessionList>> {
+    let app = AppKey::new(&app)?;
+    let sessions = stores.sessions.list_app(&app).await?;
+    Ok(Json(SessionList { sessions }))
+}
+
+#[derive(Debug, Serialize)]
+struct UserStateReply {
+    state: session::State,
+}
+
+async fn get_user_state(
+    State(stores): State<Stores>,
+    PathParams((app, user)): PathParams<(String, String)>,
+) -> Reply<Json<UserStateReply>> {
+    let user = UserKey::new(&app, &user)?;
+    let state = stores.sessions.user_state(&user).await?;
+    Ok(Json(UserStateReply { state }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +263,8 @@ struct AppendReply {
     /// The new sequence number; `null` for a partial event.
     seq: Option<u64>,
     stored: bool,
+    /// The session already held this event id: nothing was written (a retry).
+    duplicate: bool,
     event_id: String,
     timestamp: f64,
     /// The delta as applied to the caller's session (`temp:` keys included).
@@ -233,6 +284,7 @@ async fn append_event(
     Ok(Json(AppendReply {
         seq: appended.seq,
         stored: appended.seq.is_some(),
+        duplicate: appended.duplicate,
         event_id: appended.event.id,
         timestamp: appended.timestamp,
         state_delta: appended.state_delta,
@@ -242,8 +294,15 @@ async fn append_event(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddMemoryBody {
-    session_id: String,
+    #[serde(default)]
+    session_id: Option<String>,
+    /// Events to remember as they are (the session need not be stored).
+    #[serde(default)]
+    events: Option<Vec<Event>>,
 }
+
+/// The session id ADK gives events remembered without one.
+const UNKNOWN_SESSION: &str = "__unknown_session_id__";
 
 #[derive(Debug, Serialize)]
 struct AddMemoryReply {
@@ -255,14 +314,35 @@ async fn add_to_memory(
     PathParams((app, user)): PathParams<(String, String)>,
     Json(body): Json<AddMemoryBody>,
 ) -> Reply<Json<AddMemoryReply>> {
-    let key = SessionKey::new(&app, &user, &body.session_id)?;
-    let session = stores
-        .sessions
-        .get(&key, GetSession::all())
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    let added = stores.memory.add_session(&session).await?;
+    let user = UserKey::new(&app, &user)?;
+    let added = match (body.events, body.session_id) {
+        (Some(events), session_id) => {
+            let session_id = session_id.as_deref().unwrap_or(UNKNOWN_SESSION);
+            stores.memory.add_events(&user, session_id, &events).await?
+        }
+        (None, Some(session_id)) => {
+            let key = user.session(&session_id)?;
+            let session = stores
+                .sessions
+                .get(&key, GetSession::all())
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            stores.memory.add_session(&session).await?
+        }
+        (None, None) => {
+            return Err(StoreError::invalid("session_id", "give session_id or events").into());
+        }
+    };
     Ok(Json(AddMemoryReply { added }))
+}
+
+async fn delete_memory(
+    State(stores): State<Stores>,
+    PathParams((app, user, event_id)): PathParams<(String, String, String)>,
+) -> Reply<StatusCode> {
+    let user = UserKey::new(&app, &user)?;
+    stores.memory.delete(&user, &event_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -227,7 +227,16 @@ async fn list_and_delete_answer_200_and_204() {
         .iter()
         .map(|s| s["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(ids, ["b", "a"], "oldest update first");
+    let (status, every) = call(&app, "GET", "/apps/agent/sessions", None).await;
+    assert_eq!(status, StatusCode::OK, "{every}");
+    let who: Vec<(&str, &str)> = every["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["user_id"].as_str().unwrap(), s["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who, [("alice", "b"), ("alice", "a"), ("bob", "c")]);
     for _ in 0..2 {
         let (status, body) = call(&app, "DELETE", &format!("{BASE}/sessions/a"), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "deleting twice is fine");
@@ -235,6 +244,146 @@ async fn list_and_delete_answer_200_and_204() {
     }
     let (_, list) = call(&app, "GET", &format!("{BASE}/sessions"), None).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_adk_routes_answer_with_exact_events_user_state_and_memory_by_event() {
+    let (app, _redis) = spawn_app(&[]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s", "state": {"user:name": "Alice"}})),
+    )
+    .await;
+    // Sent as text: serde_json's Value would turn the big integer into a float.
+    // A recent time with sub-microsecond digits (memory keeps 30 days).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = format!("{}.1234567", now - 100);
+    let event = r#"{"event": {"id": "e1", "author": "user", "partial": false, "timestamp": TIME,
+        "custom_metadata": {"big": 1180591620717411303425},
+        "content": {"role": "user", "parts": [{"text": "the floor plan"}, {"inline_data": {"mime_type": "image/png", "data": "iVBO"}}]}}, "expected_seq": 0}"#
+        .replace("TIME", &t);
+    let url = format!("{BASE}/sessions/s/events");
+    let (status, _, first) =
+        call_raw(&app, "POST", &url, Some(event.clone()), "application/json").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(first["timestamp"].as_f64(), t.parse::<f64>().ok());
+    let (status, _, again) =
+        call_raw(&app, "POST", &url, Some(event.clone()), "application/json").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a retry with a stale expected_seq: {again}"
+    );
+    assert_eq!(
+        (again["seq"].as_u64(), again["duplicate"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let req = Request::builder()
+        .uri(format!("{BASE}/sessions/s"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains(r#""big": 1180591620717411303425"#), "{text}");
+    assert!(text.contains(r#""partial":false"#), "{text}");
+    assert!(text.contains(&t), "{text}");
+    assert!(text.contains(r#""last_seq":1"#), "one event: {text}");
+
+    let (status, state) = call(&app, "GET", "/apps/agent/users/alice/state", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state, json!({"state": {"name": "Alice"}}));
+    let (_, state) = call(&app, "GET", "/apps/agent/users/nobody/state", None).await;
+    assert_eq!(state, json!({"state": {}}));
+
+    let memory = format!("{BASE}/memory");
+    let (status, added) = call(&app, "POST", &memory, Some(json!({"session_id": "s"}))).await;
+    assert_eq!((status, added["added"].as_u64()), (StatusCode::OK, Some(1)));
+    let (status, added) = call(
+        &app,
+        "POST",
+        &memory,
+        Some(
+            json!({"events": [{"id": "e9", "author": "user", "timestamp": now as f64 - 50.0,
+            "content": {"role": "user", "parts": [{"text": "a second plan"}]}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, added["added"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{added}"
+    );
+    let (_, found) = call(&app, "GET", &format!("{memory}?query=plan"), None).await;
+    let hits = found["memories"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{found}");
+    assert_eq!(hits[0]["session_id"], "__unknown_session_id__");
+    assert_eq!(
+        hits[1]["content"]["parts"][1]["inline_data"]["mime_type"],
+        "image/png"
+    );
+    for _ in 0..2 {
+        let (status, _) = call(&app, "DELETE", &format!("{memory}/e1"), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (_, found) = call(&app, "GET", &format!("{memory}?query=plan"), None).await;
+    assert_eq!(found["memories"].as_array().unwrap().len(), 1);
+    let (status, err) = call(&app, "POST", &memory, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+}
+
+#[tokio::test]
+async fn bodies_up_to_eight_mebibytes_are_taken_and_the_limits_answer_4xx() {
+    let (app, _redis) = spawn_app(&[("SESSION_MAX_EVENTS", "2")]).await;
+    call(
+        &app,
+        "POST",
+        &format!("{BASE}/sessions"),
+        Some(json!({"session_id": "s"})),
+    )
+    .await;
+    let url = format!("{BASE}/sessions/s/events");
+    let image = "A".repeat(3 << 20);
+    let event = json!({"event": {"author": "user", "content": {"parts": [{"inline_data": {"data": image}}]}}});
+    let (status, r) = call(&app, "POST", &url, Some(event)).await;
+    assert_eq!(status, StatusCode::OK, "a 3 MiB image is taken: {r}");
+    let huge =
+        json!({"event": {"author": "user", "content": {"parts": [{"text": "B".repeat(9 << 20)}]}}});
+    let (status, r) = call(&app, "POST", &url, Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
+    let (status, _) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": {"author": "user"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, r) = call(
+        &app,
+        "POST",
+        &url,
+        Some(json!({"event": {"author": "user"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["code"], "limit_reached");
+    let (_, s) = call(&app, "GET", &format!("{BASE}/sessions/s"), None).await;
+    assert_eq!(s["last_seq"], 2);
 }
 
 #[tokio::test]
@@ -846,7 +995,11 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
         List,
         Delete,
         Remember(Value),
+        RememberEvents(Value, Value, String),
         Search(String, String),
+        ListApp,
+        UserState,
+        Forget(String),
     }
     let id = || prop_oneof![3 => "s[0-2]", 2 => hostile::text()];
     let state = || {
@@ -860,10 +1013,22 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
         2 => (id(), state()).prop_map(|(i, s)| Call::Create(i, s)),
         4 => (state(), hostile::json(), hostile::text())
             .prop_map(|(delta, content, seq)| Call::Append(delta, content, seq)),
+        // Hostile event fields: id, timestamp, partial, anything else.
+        2 => (hostile::text(), hostile::json(), hostile::json(), hostile::text())
+            .prop_map(|(id, timestamp, partial, seq)| Call::Append(
+                json!({"k": 1}),
+                json!({"id": id, "timestamp": timestamp, "partial": partial}),
+                seq,
+            )),
         1 => (hostile::text(), hostile::text()).prop_map(|(n, t)| Call::Get(n, t)),
         1 => Just(Call::List),
         1 => Just(Call::Delete),
         1 => hostile::json().prop_map(Call::Remember),
+        1 => (hostile::json(), hostile::json(), hostile::text())
+            .prop_map(|(content, timestamp, id)| Call::RememberEvents(content, timestamp, id)),
+        1 => Just(Call::ListApp),
+        1 => Just(Call::UserState),
+        1 => hostile::text().prop_map(Call::Forget),
         1 => (hostile::text(), hostile::text()).prop_map(|(q, l)| Call::Search(q, l)),
     ];
     let app_id = prop_oneof![3 => "app-[a-b]", 1 => hostile::text()];
@@ -912,7 +1077,14 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
             Call::Create(i, st) => ("POST", format!("{base}/sessions"), Some(json!({"session_id": i, "state": st}).to_string())),
             Call::Append(delta, content, seq) => {
                 let expected = seq.parse::<i64>().map_or(Value::String(seq.clone()), Value::from);
-                let event = json!({"event": {"author": "user", "content": content, "actions": {"state_delta": delta}}, "expected_seq": expected});
+                let mut event = json!({"author": "user", "content": content, "actions": {"state_delta": delta}});
+                // The hostile-fields case: its "content" carries the fields.
+                if let Some(fields) = content.as_object().filter(|f| f.contains_key("partial")) {
+                    for (k, v) in fields {
+                        event[k] = v.clone();
+                    }
+                }
+                let event = json!({"event": event, "expected_seq": expected});
                 ("POST", format!("{session}/events"), Some(event.to_string()))
             }
             Call::Get(n, t) => ("GET", format!("{session}?num_recent_events={}&after_timestamp={}", encode(n), encode(t)), None),
@@ -920,6 +1092,16 @@ fn hostile_requests_get_4xx_never_5xx_and_stay_in_their_app() {
             Call::Delete => ("DELETE", session.clone(), None),
             Call::Remember(body) => ("POST", format!("{base}/memory"), Some(body.to_string())),
             Call::Search(q, l) => ("GET", format!("{base}/memory?query={}&limit={}", encode(q), encode(l)), None),
+            Call::RememberEvents(content, timestamp, id) => {
+                let body = json!({"session_id": s, "events": [
+                    {"id": id, "author": "user", "timestamp": timestamp, "content": content},
+                    {"author": "user", "content": {"parts": [{"text": id}]}},
+                ]});
+                ("POST", format!("{base}/memory"), Some(body.to_string()))
+            }
+            Call::ListApp => ("GET", format!("/apps/{}/sessions", encode(&a)), None),
+            Call::UserState => ("GET", format!("{base}/state"), None),
+            Call::Forget(id) => ("DELETE", format!("{base}/memory/{}", encode(id)), None),
         };
         let (status, _, reply) = rt.block_on(call_raw(&app, method, &uri, body, "application/json"));
         prop_assert!(status.as_u16() < 500, "{c:?} on {a:?}/{u:?}/{s:?}: {reply}");

@@ -122,6 +122,59 @@ pub struct StoreConfig {
     /// `MEMORY_INDEX_KEY`: the secret of the keyed hash that turns a word
     /// into its memory-index key name, so key names hold no conversation text.
     pub memory_index_key: IndexKey,
+    /// The bounds of one session and of one read of it.
+    pub session_limits: SessionLimits,
+}
+
+/// The documented bounds of a session store, the same on every backend: a
+/// request past one gets a clear `4xx` and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionLimits {
+    /// `SESSION_MAX_EVENTS` (default 10,000): events one session holds; the
+    /// append after the last is refused (`422 limit_reached`).
+    pub max_events: u64,
+    /// `SESSION_MAX_EVENT_BYTES` (default 8 MiB): the JSON of one stored
+    /// event (`413 payload_too_large` past it).
+    pub max_event_bytes: usize,
+    /// `SESSION_MAX_RESPONSE_BYTES` (default 32 MiB): the events one read
+    /// returns; a read past it is refused (`422 limit_reached`) and should ask
+    /// for fewer with `num_recent_events` or `after_timestamp`.
+    pub max_response_bytes: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_event_bytes: 8 << 20,
+            max_response_bytes: 32 << 20,
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Reads `SESSION_MAX_EVENTS`, `SESSION_MAX_EVENT_BYTES` and `SESSION_MAX_RESPONSE_BYTES`.
+    ///
+    /// # Errors
+    /// When a value is not an integer in its range.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            max_events: env.range("SESSION_MAX_EVENTS", d.max_events, 1, 1_000_000)?,
+            max_event_bytes: env.range(
+                "SESSION_MAX_EVENT_BYTES",
+                d.max_event_bytes as u64,
+                1_024,
+                64 << 20,
+            )? as usize,
+            max_response_bytes: env.range(
+                "SESSION_MAX_RESPONSE_BYTES",
+                d.max_response_bytes as u64,
+                1_024,
+                1 << 30,
+            )? as usize,
+        })
+    }
 }
 
 /// The default of `LAMBDA_DEADLINE_MARGIN_MS`: enough to write the `503`,
@@ -326,6 +379,7 @@ impl Config {
             memory_ttl_days: env.range("REDIS_MEMORY_TTL_DAYS", 30, 1, 3_650)? as u32,
             database_url: env.get("DATABASE_URL").map(Secret::new),
             memory_index_key,
+            session_limits: SessionLimits::from_env(&env)?,
         };
         let sql_needed = [stores.session_backend, stores.memory_backend].contains(&Backend::Sql);
         if sql_needed && stores.database_url.is_none() {

@@ -285,6 +285,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::not_found("no such session (absent or expired)"),
             StoreError::Stale { .. } => Self::conflict("stale", err.to_string()),
             StoreError::Invalid { .. } => Self::bad_request("invalid_input", err.to_string()),
+            StoreError::TooLarge { .. } => Self::too_large(err.to_string()),
+            StoreError::LimitReached { .. } => {
+                Self::unprocessable("limit_reached", err.to_string())
+            }
             StoreError::Unavailable { kind, .. } => {
                 let unavailable = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

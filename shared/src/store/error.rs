@@ -2,7 +2,8 @@
 //! their backend (Redis, SQL, process memory).
 //!
 //! Callers branch on the variant ([`StoreError::AlreadyExists`],
-//! [`StoreError::NotFound`], [`StoreError::Stale`], [`StoreError::Invalid`])
+//! [`StoreError::NotFound`], [`StoreError::Stale`], [`StoreError::Invalid`],
+//! [`StoreError::TooLarge`], [`StoreError::LimitReached`])
 //! or on [`StoreError::is_unavailable`], never on the message. Messages are
 //! written here: they never carry a server's text (which may echo a value), a
 //! connection string, or user content.
@@ -36,6 +37,25 @@ pub enum StoreError {
         field: &'static str,
         /// What is wrong and what is allowed (never the value itself).
         reason: String,
+    },
+    /// The input is larger than a documented limit; nothing was written.
+    #[error("the {what} is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What is too large (`event`).
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A documented limit on the work of one request or the size of a
+    /// session is reached; nothing was written.
+    #[error("{what}: the limit of {limit} is reached; {hint}")]
+    LimitReached {
+        /// Which limit (`events per session`, `bytes per response`).
+        what: &'static str,
+        /// Its value.
+        limit: u64,
+        /// What the caller can do instead.
+        hint: &'static str,
     },
     /// The backend cannot be used right now (down, unreachable, overloaded):
     /// retry after `retry_after`.

@@ -86,7 +86,7 @@ impl Dialect {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 2] = match self {
+        let files: [(i64, &str, &'static str); 3] = match self {
             Self::Postgres => [
                 (
                     1,
@@ -97,6 +97,11 @@ impl Dialect {
                     2,
                     "memory",
                     include_str!("../../migrations/postgres/0002_memory.sql"),
+                ),
+                (
+                    3,
+                    "adk_fidelity",
+                    include_str!("../../migrations/postgres/0003_adk_fidelity.sql"),
                 ),
             ],
             Self::MySql => [
@@ -109,6 +114,11 @@ impl Dialect {
                     2,
                     "memory",
                     include_str!("../../migrations/mysql/0002_memory.sql"),
+                ),
+                (
+                    3,
+                    "adk_fidelity",
+                    include_str!("../../migrations/mysql/0003_adk_fidelity.sql"),
                 ),
             ],
         };

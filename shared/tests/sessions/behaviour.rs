@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shared::store::session::{
-    Event, GetSession, MAX_ID_BYTES, SessionKey, State, StoreError, UserKey,
+    AppKey, Event, GetSession, MAX_ID_BYTES, SessionKey, State, StoreError, UserKey,
 };
 
 use crate::World;
@@ -21,14 +21,12 @@ fn key(app: &str, user: &str, id: &str) -> SessionKey {
 fn state(pairs: &[(&str, serde_json::Value)]) -> State {
     pairs
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
         .collect()
 }
 
 fn at(timestamp: f64, text: &str) -> Event {
-    let mut e = Event::text("user", text);
-    e.timestamp = timestamp;
-    e
+    Event::text("user", text).at(timestamp)
 }
 
 pub async fn create_then_get_returns_the_session_and_its_state(w: &World) {
@@ -235,7 +233,7 @@ pub async fn appends_get_gapless_sequence_numbers_and_are_read_in_order(w: &Worl
     for i in 1..=5u64 {
         let mut e = Event::text("user", &format!("turn {i}"));
         e.invocation_id = Some(format!("inv-{i}"));
-        e.extra.insert("branch".into(), json!("root"));
+        e.extra.insert("branch".into(), json!("root").into());
         let appended = w.sessions.append_event(&k, e, None).await.unwrap();
         assert_eq!(appended.seq, Some(i));
         assert_eq!(appended.event.seq, i);
@@ -255,7 +253,7 @@ pub async fn appends_get_gapless_sequence_numbers_and_are_read_in_order(w: &Worl
         s.events[2].extra["branch"], "root",
         "unknown fields are kept"
     );
-    assert_eq!(s.last_update_time, s.events[4].timestamp);
+    assert_eq!(s.last_update_time, s.events[4].time());
 }
 
 pub async fn num_recent_events_returns_the_last_n(w: &World) {
@@ -320,33 +318,242 @@ pub async fn after_timestamp_returns_events_at_or_after_it(w: &World) {
     assert!(get(GetSession::after(base + 100.0, None)).await.is_empty());
 }
 
-pub async fn stored_timestamps_never_go_backwards(w: &World) {
+pub async fn timestamps_are_stored_as_given_and_after_timestamp_reads_index_times(w: &World) {
     let k = key("agent", "alice", "s");
     w.sessions
         .create(&user("agent", "alice"), State::new(), Some("s"))
         .await
         .unwrap();
-    let base = 1_900_000_000.25;
+    // Sub-microsecond digits, as Python's time.time() gives them.
+    let base = 1_900_000_000.123_456_7;
     let first = w
         .sessions
         .append_event(&k, at(base, "a"), None)
         .await
         .unwrap();
-    assert_eq!(first.timestamp, base);
+    assert_eq!(first.timestamp.to_bits(), base.to_bits());
     let older = w
         .sessions
         .append_event(&k, at(base - 50.0, "b"), None)
         .await
         .unwrap();
-    assert_eq!(older.timestamp, base, "clamped to the previous event's");
+    assert_eq!(older.timestamp, base - 50.0, "kept as given, not clamped");
     let s = w
         .sessions
         .get(&k, GetSession::all())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(s.events[1].timestamp, base);
-    assert_eq!(s.last_update_time, base);
+    assert_eq!(s.events[0].time().to_bits(), base.to_bits());
+    assert_eq!(s.events[1].time(), base - 50.0);
+    assert_eq!(s.last_update_time, base - 50.0, "the last event's, as ADK");
+    // The older event's index time is its predecessor's: a suffix still.
+    let after = |t: f64| async move {
+        w.sessions
+            .get(&key("agent", "alice", "s"), GetSession::after(t, None))
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(after(base).await, [1, 2]);
+    assert_eq!(after(base - 60.0).await, [1, 2]);
+    assert!(after(f64::from_bits(base.to_bits() + 1)).await.is_empty());
+    let zero = w
+        .sessions
+        .append_event(&k, at(0.0, "epoch"), None)
+        .await
+        .unwrap();
+    assert_eq!(zero.timestamp, 0.0, "0 is a timestamp, not now");
+}
+
+pub async fn partial_false_and_unknown_fields_are_kept_exactly(w: &World) {
+    let k = key("agent", "alice", "s");
+    w.sessions
+        .create(
+            &user("agent", "alice"),
+            serde_json::from_str(r#"{"big": 1180591620717411303425, "f": 8954178849140113.0, "app:neg": -36893488147419103233}"#).unwrap(),
+            Some("s"),
+        )
+        .await
+        .unwrap();
+    let event: Event = serde_json::from_str(
+        r#"{"id": "e1", "author": "user", "partial": false, "timestamp": 1790000000.0,
+            "custom_metadata": {"big": 1180591620717411303425, "tiny": -3.5233447033367526e-12},
+            "avg_logprobs": -0.30000000000000004,
+            "actions": {"state_delta": {"user:n": 18446744073709551617}, "escalate": true}}"#,
+    )
+    .unwrap();
+    w.sessions.append_event(&k, event, None).await.unwrap();
+    let s = w
+        .sessions
+        .get(&k, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = &s.events[0];
+    assert_eq!(e.partial, Some(false), "false is not absent");
+    assert_eq!(
+        e.extra["custom_metadata"].get(),
+        r#"{"big": 1180591620717411303425, "tiny": -3.5233447033367526e-12}"#
+    );
+    assert_eq!(e.extra["avg_logprobs"].get(), "-0.30000000000000004");
+    assert_eq!(e.actions.other["escalate"], true);
+    assert_eq!(s.state["big"].get(), "1180591620717411303425");
+    assert_eq!(s.state["f"].get(), "8954178849140113.0");
+    assert_eq!(s.state["app:neg"].get(), "-36893488147419103233");
+    assert_eq!(s.state["user:n"].get(), "18446744073709551617");
+    let listed = w.sessions.list(&user("agent", "alice")).await.unwrap();
+    assert_eq!(listed[0].state["big"].get(), "1180591620717411303425");
+}
+
+pub async fn an_event_id_appended_twice_is_stored_once(w: &World) {
+    let k = key("agent", "alice", "s");
+    w.sessions
+        .create(&user("agent", "alice"), State::new(), Some("s"))
+        .await
+        .unwrap();
+    let mut e = Event::text("user", "hello").with_state("count", json!(1));
+    e.id = "retry-me".into();
+    let first = w
+        .sessions
+        .append_event(&k, e.clone(), Some(0))
+        .await
+        .unwrap();
+    assert_eq!((first.seq, first.duplicate), (Some(1), false));
+    let before = w.dump().await;
+    // The retry of an append whose reply was lost: its expected_seq is
+    // stale now, and its delta must not be applied twice.
+    let mut retry = e.clone().with_state("count", json!(2));
+    retry.timestamp = Some(1.0);
+    let again = w.sessions.append_event(&k, retry, Some(0)).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, Some(1));
+    assert_eq!(again.event.text_content(), "hello");
+    assert_eq!(again.timestamp, first.timestamp);
+    assert_eq!(w.dump().await, before, "a repeated id writes nothing");
+    let other = w
+        .sessions
+        .append_event(&k, Event::text("user", "next"), Some(1))
+        .await
+        .unwrap();
+    assert_eq!((other.seq, other.duplicate), (Some(2), false));
+    let s = w
+        .sessions
+        .get(&k, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.events.len(), 2);
+    assert_eq!(s.state["count"], 1);
+    // The same id in another session is another event.
+    w.sessions
+        .create(&user("agent", "alice"), State::new(), Some("s2"))
+        .await
+        .unwrap();
+    let elsewhere = w
+        .sessions
+        .append_event(&key("agent", "alice", "s2"), e, None)
+        .await
+        .unwrap();
+    assert!(!elsewhere.duplicate);
+}
+
+pub async fn list_app_returns_every_users_sessions_oldest_update_first(w: &World) {
+    for (u, id) in [("u2", "b"), ("u1", "a"), ("u1", "c")] {
+        w.sessions
+            .create(&user("agent", u), state(&[("id", json!(id))]), Some(id))
+            .await
+            .unwrap();
+    }
+    w.sessions
+        .create(&user("other", "u1"), State::new(), Some("x"))
+        .await
+        .unwrap();
+    w.sessions
+        .append_event(
+            &key("agent", "u2", "b"),
+            Event::text("user", "late")
+                .at(2_000_000_000.0)
+                .with_state("user:home", json!("Porto")),
+            None,
+        )
+        .await
+        .unwrap();
+    w.sessions
+        .append_event(
+            &key("agent", "u1", "c"),
+            Event::text("user", "early").at(1_000_000_000.0),
+            None,
+        )
+        .await
+        .unwrap();
+    let app = AppKey::new("agent").unwrap();
+    let listed = w.sessions.list_app(&app).await.unwrap();
+    let who: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|s| (s.user_id.as_str(), s.id.as_str()))
+        .collect();
+    assert_eq!(who, [("u1", "c"), ("u1", "a"), ("u2", "b")]);
+    assert!(listed.iter().all(|s| s.events.is_empty()));
+    assert_eq!(listed[2].state["user:home"], "Porto");
+    assert!(
+        !listed[0].state.contains_key("user:home"),
+        "each user's own state"
+    );
+    assert_eq!(listed[1].state["id"], "a");
+    let mine = w.sessions.list(&user("agent", "u1")).await.unwrap();
+    let ids: Vec<&str> = mine.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["c", "a"], "oldest update first");
+    assert!(
+        w.sessions
+            .list_app(&AppKey::new("nobody").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    w.sessions.delete(&key("agent", "u2", "b")).await.unwrap();
+    let listed = w.sessions.list_app(&app).await.unwrap();
+    assert_eq!(listed.len(), 2);
+}
+
+pub async fn user_state_is_readable_without_a_session(w: &World) {
+    let u = user("agent", "alice");
+    assert!(w.sessions.user_state(&u).await.unwrap().is_empty());
+    w.sessions
+        .create(
+            &u,
+            state(&[("user:name", json!("Alice")), ("step", json!(1))]),
+            Some("s"),
+        )
+        .await
+        .unwrap();
+    w.sessions
+        .append_event(
+            &key("agent", "alice", "s"),
+            Event::text("user", "x").with_state("user:count", json!(2)),
+            None,
+        )
+        .await
+        .unwrap();
+    w.sessions
+        .delete(&key("agent", "alice", "s"))
+        .await
+        .unwrap();
+    let got = w.sessions.user_state(&u).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got["name"], "Alice");
+    assert_eq!(got["count"], 2);
+    assert!(
+        w.sessions
+            .user_state(&user("agent", "bob"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn app_state_is_shared_by_users_and_user_state_by_sessions(w: &World) {
@@ -477,7 +684,7 @@ pub async fn partial_events_are_not_stored(w: &World) {
         .await
         .unwrap();
     let mut e = Event::text("agent", "stream-fragment-31d").with_state("x", json!(1));
-    e.partial = true;
+    e.partial = Some(true);
     let appended = w.sessions.append_event(&k, e, None).await.unwrap();
     assert_eq!(appended.seq, None);
     let s = w
@@ -493,7 +700,7 @@ pub async fn partial_events_are_not_stored(w: &World) {
         assert!(!dump.contains("stream-fragment-31d"), "{dump}");
     }
     let mut e = Event::text("agent", "fragment");
-    e.partial = true;
+    e.partial = Some(true);
     let err = w
         .sessions
         .append_event(&key("agent", "alice", "absent"), e, None)
@@ -832,8 +1039,8 @@ pub async fn hundred_writers_append_ten_thousand_events_without_gaps(w: &World) 
             tokio::spawn(async move {
                 for i in 0..APPENDS {
                     let mut e = Event::text(&format!("w{writer}"), &i.to_string());
-                    e.extra.insert("writer".into(), json!(writer));
-                    e.extra.insert("n".into(), json!(i));
+                    e.extra.insert("writer".into(), json!(writer).into());
+                    e.extra.insert("n".into(), json!(i).into());
                     store.append_event(&k, e, None).await.unwrap();
                 }
             })
@@ -855,8 +1062,8 @@ pub async fn hundred_writers_append_ten_thousand_events_without_gaps(w: &World) 
     let mut next: HashMap<u64, u64> = HashMap::new();
     let mut ids = BTreeSet::new();
     for e in &s.events {
-        let writer = e.extra["writer"].as_u64().unwrap();
-        let n = e.extra["n"].as_u64().unwrap();
+        let writer = e.extra["writer"].value().as_u64().unwrap();
+        let n = e.extra["n"].value().as_u64().unwrap();
         let expected = next.entry(writer).or_insert(0);
         assert_eq!(n, *expected, "writer {writer}'s events are in its order");
         *expected += 1;
@@ -864,10 +1071,10 @@ pub async fn hundred_writers_append_ten_thousand_events_without_gaps(w: &World) 
     }
     assert_eq!(next.len(), WRITERS);
     assert!(next.values().all(|n| *n == APPENDS as u64));
-    let timestamps: Vec<f64> = s.events.iter().map(|e| e.timestamp).collect();
+    let timestamps: Vec<f64> = s.events.iter().map(Event::time).collect();
     assert!(
-        timestamps.windows(2).all(|p| p[0] <= p[1]),
-        "timestamps never go backwards"
+        timestamps.iter().all(|t| *t > 1.6e9),
+        "every event was stamped with now"
     );
 }
 
@@ -986,6 +1193,6 @@ pub async fn concurrent_appends_updating_shared_state_all_succeed(w: &World) {
         assert_eq!(s.state["mine"], 19);
         assert_eq!(s.state["user:last"], 19);
         assert_eq!(s.state["app:z_other"], 19);
-        assert!(s.state["app:last_writer"].as_u64().unwrap() < 20);
+        assert!(s.state["app:last_writer"].value().as_u64().unwrap() < 20);
     }
 }

@@ -10,15 +10,17 @@
 
 mod behaviour;
 mod faults;
+mod limits;
 mod memory;
 mod redis_keys;
+mod timestamps;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shared::config::{Backend, Config};
 use shared::store::memory::{self as memory_store, MemoryStore};
-use shared::store::session::{self, SessionStore};
+use shared::store::session::{self, SessionLimits, SessionStore};
 use shared::store::sql::{SqlDatabase, SqlSettings};
 use shared::testkit::{MariaDbServer, PostgresServer, TestRedis};
 use shared::{Secret, config::StoreConfig};
@@ -53,6 +55,15 @@ impl World {
 
     /// A world whose sessions expire `ttl` after their last write (Redis and memory).
     pub async fn with_ttl(kind: Kind, ttl: Duration) -> Self {
+        Self::build(kind, ttl, SessionLimits::default()).await
+    }
+
+    /// A world whose session stores have `limits`.
+    pub async fn with_limits(kind: Kind, limits: SessionLimits) -> Self {
+        Self::build(kind, Duration::from_secs(3600), limits).await
+    }
+
+    async fn build(kind: Kind, ttl: Duration, limits: SessionLimits) -> Self {
         let redis = TestRedis::start();
         let (postgres, mariadb, url) = match kind {
             Kind::Postgres => {
@@ -95,6 +106,7 @@ impl World {
         let client = redis.client();
         let mut stores = stores.clone();
         stores.session_ttl = ttl;
+        stores.session_limits = limits;
         let sessions = session::open(&stores, &client, db.as_ref()).unwrap();
         let memory = memory_store::open(&stores, &client, db.as_ref()).unwrap();
         assert_eq!(
@@ -257,7 +269,11 @@ mod sessions_on {
         appends_get_gapless_sequence_numbers_and_are_read_in_order,
         num_recent_events_returns_the_last_n,
         after_timestamp_returns_events_at_or_after_it,
-        stored_timestamps_never_go_backwards,
+        timestamps_are_stored_as_given_and_after_timestamp_reads_index_times,
+        partial_false_and_unknown_fields_are_kept_exactly,
+        an_event_id_appended_twice_is_stored_once,
+        list_app_returns_every_users_sessions_oldest_update_first,
+        user_state_is_readable_without_a_session,
         app_state_is_shared_by_users_and_user_state_by_sessions,
         temp_state_is_returned_by_the_append_but_never_stored,
         partial_events_are_not_stored,
@@ -268,6 +284,30 @@ mod sessions_on {
         invalid_input_is_rejected_and_writes_nothing,
         hundred_writers_append_ten_thousand_events_without_gaps,
         concurrent_appends_updating_shared_state_all_succeed,
+    );
+}
+
+/// The documented limits, with small values, on every backend.
+mod limits_on {
+    macro_rules! on {
+        ($($kind:ident: $name:ident),*) => { $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn a_full_session_refuses_appends_and_big_reads_are_refused() {
+                    let world =
+                        crate::World::with_limits(crate::Kind::$kind, crate::limits::small()).await;
+                    crate::limits::a_full_session_refuses_appends_and_big_reads_are_refused(&world)
+                        .await;
+                }
+            }
+        )* };
+    }
+    on!(Redis: redis, Postgres: postgres, MariaDb: mariadb, Memory: memory);
+}
+
+mod timestamps_on {
+    crate::for_every_backend!(timestamps:
+        after_timestamp_follows_one_rule_for_generated_timestamps_and_filters,
     );
 }
 
@@ -316,5 +356,8 @@ mod memory_on {
         adding_a_session_again_does_not_duplicate_entries,
         entries_older_than_the_ttl_are_never_returned,
         search_limit_is_validated,
+        a_memory_keeps_the_events_whole_content,
+        events_can_be_remembered_without_a_stored_session,
+        a_memory_can_be_deleted_by_event_id,
     );
 }

@@ -17,8 +17,7 @@ async fn session_with(
     let k = SessionKey::new(app, user, id).unwrap();
     w.sessions.create(&u, State::new(), Some(id)).await.unwrap();
     for (t, text) in turns {
-        let mut e = Event::text("user", text);
-        e.timestamp = *t;
+        let e = Event::text("user", text).at(*t);
         w.sessions.append_event(&k, e, None).await.unwrap();
     }
     w.sessions
@@ -107,8 +106,7 @@ pub async fn adding_a_session_again_does_not_duplicate_entries(w: &World) {
     let s = session_with(w, "agent", "alice", "s", &[(t, "first visit to Lisbon")]).await;
     w.memory.add_session(&s).await.unwrap();
     let k = SessionKey::new("agent", "alice", "s").unwrap();
-    let mut e = Event::text("user", "second visit to Lisbon");
-    e.timestamp = t + 1.0;
+    let e = Event::text("user", "second visit to Lisbon").at(t + 1.0);
     w.sessions.append_event(&k, e, None).await.unwrap();
     let s = w
         .sessions
@@ -176,4 +174,126 @@ pub async fn search_limit_is_validated(w: &World) {
             .unwrap()
             .is_empty()
     );
+}
+
+pub async fn a_memory_keeps_the_events_whole_content(w: &World) {
+    let t = now() - 10.0;
+    let event: Event = serde_json::from_value(serde_json::json!({
+        "id": "e-img", "author": "user", "timestamp": t,
+        "content": {"role": "user", "parts": [
+            {"text": "this is the floor plan"},
+            {"inline_data": {"mime_type": "image/png", "data": "iVBORw0KGgo="}}
+        ]}
+    }))
+    .unwrap();
+    let u = UserKey::new("agent", "alice").unwrap();
+    assert_eq!(
+        w.memory
+            .add_events(&u, "s1", std::slice::from_ref(&event))
+            .await
+            .unwrap(),
+        1
+    );
+    let hits = w.memory.search(&u, "plan", 10).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].event_id, "e-img");
+    assert_eq!(hits[0].session_id, "s1");
+    assert_eq!(hits[0].content, event.content, "the whole content, as sent");
+}
+
+pub async fn events_can_be_remembered_without_a_stored_session(w: &World) {
+    let t = now() - 10.0;
+    let u = UserKey::new("agent", "alice").unwrap();
+    let first = [Event::text("user", "the wifi password is on the fridge").at(t)];
+    let mut later = Event::text("model", "noted: fridge").at(t + 1.0);
+    later.id = "e2".into();
+    assert_eq!(
+        w.memory.add_events(&u, "elsewhere", &first).await.unwrap(),
+        1
+    );
+    // An incremental add keeps what was remembered before.
+    assert_eq!(
+        w.memory
+            .add_events(&u, "elsewhere", std::slice::from_ref(&later))
+            .await
+            .unwrap(),
+        1
+    );
+    let hits = w.memory.search(&u, "fridge", 10).await.unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["noted: fridge", "the wifi password is on the fridge"]
+    );
+    assert!(
+        w.sessions
+            .get(
+                &SessionKey::new("agent", "alice", "elsewhere").unwrap(),
+                GetSession::all()
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "no session was made"
+    );
+    // Adding the same event again updates its entry.
+    later = Event::text("model", "noted: freezer").at(t + 1.0);
+    later.id = "e2".into();
+    w.memory
+        .add_events(&u, "elsewhere", &[later])
+        .await
+        .unwrap();
+    assert_eq!(w.memory.search(&u, "fridge", 10).await.unwrap().len(), 1);
+    assert_eq!(w.memory.search(&u, "freezer", 10).await.unwrap().len(), 1);
+    let bad = w
+        .memory
+        .add_events(&u, "", &[Event::text("user", "x").at(t)])
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, StoreError::Invalid { .. }), "{bad}");
+}
+
+pub async fn a_memory_can_be_deleted_by_event_id(w: &World) {
+    let t = now() - 10.0;
+    let u = UserKey::new("agent", "alice").unwrap();
+    let mut keep = Event::text("user", "keep the blue umbrella").at(t);
+    keep.id = "keep".into();
+    let mut forget = Event::text("user", "forget the red umbrella").at(t + 1.0);
+    forget.id = "forget".into();
+    w.memory
+        .add_events(&u, "s1", &[keep, forget.clone()])
+        .await
+        .unwrap();
+    w.memory.add_events(&u, "s2", &[forget]).await.unwrap();
+    let bob = UserKey::new("agent", "bob").unwrap();
+    let mut bobs = Event::text("user", "bob's red umbrella").at(t);
+    bobs.id = "forget".into();
+    w.memory.add_events(&bob, "s1", &[bobs]).await.unwrap();
+    assert_eq!(w.memory.search(&u, "umbrella", 10).await.unwrap().len(), 3);
+    assert_eq!(
+        w.memory.delete(&u, "forget").await.unwrap(),
+        2,
+        "in every session"
+    );
+    let hits = w.memory.search(&u, "umbrella red", 10).await.unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.event_id.as_str()).collect();
+    assert_eq!(ids, ["keep"]);
+    assert_eq!(
+        w.memory.delete(&u, "forget").await.unwrap(),
+        0,
+        "absent: fine"
+    );
+    assert_eq!(w.memory.delete(&u, "never").await.unwrap(), 0);
+    assert_eq!(
+        w.memory.search(&bob, "red", 10).await.unwrap().len(),
+        1,
+        "another user's entry with the same id stays"
+    );
+    if let Some(dump) = w.dump().await {
+        let memory: Vec<&str> = dump.lines().filter(|l| l.contains("memory")).collect();
+        assert!(
+            !memory.iter().any(|l| l.contains("forget the red")),
+            "{memory:#?}"
+        );
+    }
 }

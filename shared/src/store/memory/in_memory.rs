@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{
     CLEANUP_BATCH, MemoryEntry, MemoryStore, StoreError, entries_of, matches, search_words,
 };
-use crate::store::session::{Session, UserKey, now};
+use crate::store::session::{Event, UserKey, now, validate_id};
 
 /// Entries of one user, ordered by time: (timestamp in µs, session, event).
 type Timeline = BTreeMap<(i64, String, String), MemoryEntry>;
@@ -52,8 +52,13 @@ impl MemoryStore for MemoryMemoryStore {
         "memory"
     }
 
-    async fn add_session(&self, session: &Session) -> Result<usize, StoreError> {
-        let (user, entries) = entries_of(session)?;
+    async fn add_events(
+        &self,
+        user: &UserKey,
+        session_id: &str,
+        events: &[Event],
+    ) -> Result<usize, StoreError> {
+        let entries = entries_of(session_id, events)?;
         let cutoff = micros(self.cutoff());
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         let memory = users
@@ -86,6 +91,26 @@ impl MemoryStore for MemoryMemoryStore {
             memory.timeline.insert((t, id.0, id.1), entry);
         }
         Ok(written)
+    }
+
+    async fn delete(&self, user: &UserKey, event_id: &str) -> Result<usize, StoreError> {
+        validate_id("event_id", event_id)?;
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(memory) = users.get_mut(&(user.app().to_owned(), user.user().to_owned())) else {
+            return Ok(0);
+        };
+        let ids: Vec<(String, String)> = memory
+            .at
+            .keys()
+            .filter(|(_, e)| e == event_id)
+            .cloned()
+            .collect();
+        for id in &ids {
+            if let Some(t) = memory.at.remove(id) {
+                memory.timeline.remove(&(t, id.0.clone(), id.1.clone()));
+            }
+        }
+        Ok(ids.len())
     }
 
     async fn search(

@@ -5,17 +5,26 @@
 //!
 //! # Semantics (every backend)
 //!
-//! - [`MemoryStore::add_session`] remembers every event of a session that has
-//!   text content, one entry per event, keyed by (session id, event id):
-//!   adding the same session again (after more turns) updates its entries
-//!   instead of duplicating them.
+//! - [`MemoryStore::add_events`] remembers every event that has text
+//!   content, one entry per event, keyed by (session id, event id): adding
+//!   the same events again (a session after more turns) updates their
+//!   entries instead of duplicating them, and never removes the others.
+//!   [`MemoryStore::add_session`] adds a session's events. An entry keeps the
+//!   event's whole `content` (images, roles, function calls) as sent.
 //! - [`MemoryStore::search`] returns the entries of one (app, user) that
 //!   contain at least one word of the query (words: runs of letters and
 //!   digits, compared lowercased), newest first, at most `limit`.
+//! - [`MemoryStore::delete`] removes the entries of an event id (ADK's
+//!   memory id), in every session; deleting an absent one succeeds.
 //! - Entries expire `REDIS_MEMORY_TTL_DAYS` after their event's timestamp: a
 //!   search never returns an older one. Removing them is bounded work: each
-//!   `add_session` deletes at most [`CLEANUP_BATCH`] expired entries (per
-//!   index), so no call pays for a backlog.
+//!   add deletes at most [`CLEANUP_BATCH`] expired entries, so no call pays
+//!   for a backlog. An event older than the TTL is not remembered at all
+//!   (`added` counts only the others).
+//! - Work is bounded: on Redis one add is cut into scripts of at most
+//!   [`MAX_SCRIPT_WRITES`] index writes each (each script atomic, the add as
+//!   a whole not: a failed add is retried whole, which converges because
+//!   entries are keyed).
 
 mod in_memory;
 mod redis;
@@ -35,7 +44,7 @@ use crate::blocks::keys::KeyedHash;
 use crate::config::{Backend, DEV_MEMORY_INDEX_KEY, IndexKey, StoreConfig};
 use crate::redis::RedisClient;
 pub use crate::store::error::StoreError;
-use crate::store::session::{Session, UserKey, validate_id};
+use crate::store::session::{Event, RawJson, Session, UserKey, validate_id};
 use crate::store::sql::SqlDatabase;
 
 /// Most expired entries one `add_session` removes (per index).
@@ -48,6 +57,13 @@ pub const MAX_WORD_BYTES: usize = 64;
 pub const MAX_WORDS_PER_ENTRY: usize = 200;
 /// Most distinct words of a query that are looked up.
 pub const MAX_QUERY_WORDS: usize = 16;
+/// Most commands (entry, timeline, word and event members, a TTL and a
+/// trim per key) one Redis script of an add runs; a longer add is cut into
+/// several scripts.
+pub const MAX_SCRIPT_WRITES: usize = 1_000;
+/// Most events one add takes (a whole session holds at most
+/// `SESSION_MAX_EVENTS`, 10,000 by default).
+pub const MAX_EVENTS_PER_ADD: usize = 10_000;
 
 /// One remembered event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +78,10 @@ pub struct MemoryEntry {
     pub timestamp: f64,
     /// The event's text.
     pub text: String,
+    /// The event's whole `content`, as sent (absent in entries remembered
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<RawJson>,
 }
 
 /// A memory store. Object safe: functions hold an `Arc<dyn MemoryStore>`
@@ -75,7 +95,31 @@ pub trait MemoryStore: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// `Invalid` ids; an unavailable or failing backend.
-    async fn add_session(&self, session: &Session) -> Result<usize, StoreError>;
+    async fn add_session(&self, session: &Session) -> Result<usize, StoreError> {
+        let user = UserKey::new(&session.app_name, &session.user_id)?;
+        self.add_events(&user, &session.id, &session.events).await
+    }
+
+    /// Remembers the text events of `events` as said in session
+    /// `session_id` (which need not be stored anywhere); returns how many
+    /// entries it wrote.
+    ///
+    /// # Errors
+    /// `Invalid` ids or more than [`MAX_EVENTS_PER_ADD`] events; an
+    /// unavailable or failing backend.
+    async fn add_events(
+        &self,
+        user: &UserKey,
+        session_id: &str,
+        events: &[Event],
+    ) -> Result<usize, StoreError>;
+
+    /// Forgets the entries of event `event_id` (in every session of the
+    /// user); returns how many it removed.
+    ///
+    /// # Errors
+    /// `Invalid` id; an unavailable or failing backend.
+    async fn delete(&self, user: &UserKey, event_id: &str) -> Result<usize, StoreError>;
 
     /// The newest entries of `user` matching a word of `query` (at most `limit`).
     ///
@@ -164,29 +208,62 @@ pub fn words(text: &str, max: usize) -> Vec<String> {
     out
 }
 
-/// The entries a session contributes: its events with text.
-pub(crate) fn entries_of(session: &Session) -> Result<(UserKey, Vec<MemoryEntry>), StoreError> {
-    let user = UserKey::new(&session.app_name, &session.user_id)?;
-    validate_id("session_id", &session.id)?;
-    let mut entries = Vec::new();
-    for event in &session.events {
+/// The entries `events` of session `session_id` contribute: those with
+/// text, each checked. A repeated event id keeps its last event.
+pub(crate) fn entries_of(
+    session_id: &str,
+    events: &[Event],
+) -> Result<Vec<MemoryEntry>, StoreError> {
+    validate_id("session_id", session_id)?;
+    if events.len() > MAX_EVENTS_PER_ADD {
+        return Err(StoreError::invalid(
+            "events",
+            format!("at most {MAX_EVENTS_PER_ADD} events per add"),
+        ));
+    }
+    let mut entries: Vec<MemoryEntry> = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    for event in events {
         let text = event.text_content();
-        if text.trim().is_empty() || event.partial {
+        if text.trim().is_empty() || event.is_partial() {
             continue;
         }
-        validate_id("event.id", &event.id)?;
+        // ADK's events always have an id; one without gets a fresh one.
+        let event_id = if event.id.is_empty() {
+            crate::blocks::token::random_token()
+        } else {
+            event.id.clone()
+        };
+        validate_id("event.id", &event_id)?;
         if event.author.len() > crate::store::session::MAX_ID_BYTES {
             return Err(StoreError::invalid("event.author", "too long"));
         }
-        entries.push(MemoryEntry {
-            session_id: session.id.clone(),
-            event_id: event.id.clone(),
+        let timestamp = event.timestamp.unwrap_or_else(crate::store::session::now);
+        if !timestamp.is_finite()
+            || !(0.0..=crate::store::session::MAX_TIMESTAMP).contains(&timestamp)
+        {
+            return Err(StoreError::invalid(
+                "event.timestamp",
+                "must be seconds since the Unix epoch",
+            ));
+        }
+        let entry = MemoryEntry {
+            session_id: session_id.to_owned(),
+            event_id: event_id.clone(),
             author: event.author.clone(),
-            timestamp: event.timestamp,
+            timestamp,
             text,
-        });
+            content: event.content.clone(),
+        };
+        match at.get(&event_id) {
+            Some(i) => entries[*i] = entry,
+            None => {
+                at.insert(event_id, entries.len());
+                entries.push(entry);
+            }
+        }
     }
-    Ok((user, entries))
+    Ok(entries)
 }
 
 /// Checks a search's limit.

@@ -3,14 +3,15 @@
 //! # Schema (`shared/migrations/<dialect>/0002_memory.sql`)
 //!
 //! ```text
-//! memory_entries  id PK; app_name, user_id, session_id, event_id, author, ts, text
-//!                 indexes (app_name, user_id, session_id), (app_name, user_id, ts)
+//! memory_entries  id PK; app_name, user_id, session_id, event_id, author, ts, text, content
+//!                 indexes (app_name, user_id, session_id), (app_name, user_id, ts), (app_name, user_id, event_id)
 //! memory_words    (app_name, user_id, word, entry_id) PK; ts; entry_id -> memory_entries ON DELETE CASCADE
 //! ```
 //!
-//! `add_session` is one transaction: delete at most [`CLEANUP_BATCH`]
-//! expired entries of the user (their words go by cascade), delete the
-//! session's previous entries, insert its entries and their words. A search
+//! An add is one transaction: delete at most [`CLEANUP_BATCH`] expired
+//! entries of the user (their words go by cascade), delete the previous
+//! entries of the same (session, event) ids, insert the entries and their
+//! words. A delete removes an event id's entries (words by cascade). A search
 //! joins the query words to their entries, newer than the cutoff, newest
 //! first, limited.
 
@@ -23,7 +24,7 @@ use super::{
     CLEANUP_BATCH, MAX_WORDS_PER_ENTRY, MemoryEntry, MemoryStore, StoreError, entries_of,
     search_words, words,
 };
-use crate::store::session::{Session, UserKey, now};
+use crate::store::session::{Event, RawJson, UserKey, now, validate_id};
 use crate::store::sql::{Dialect, SqlDatabase, built};
 
 /// Memory in PostgreSQL or MySQL. See the module documentation.
@@ -50,8 +51,13 @@ impl MemoryStore for SqlMemoryStore {
         "sql"
     }
 
-    async fn add_session(&self, session: &Session) -> Result<usize, StoreError> {
-        let (user, entries) = entries_of(session)?;
+    async fn add_events(
+        &self,
+        user: &UserKey,
+        session_id: &str,
+        events: &[Event],
+    ) -> Result<usize, StoreError> {
+        let entries = entries_of(session_id, events)?;
         let d = self.db.dialect();
         let cutoff = self.cutoff();
         let mut tx = self.db.pool().begin().await?;
@@ -71,22 +77,25 @@ impl MemoryStore for SqlMemoryStore {
             .bind(cutoff)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(d.pick(
-            "DELETE FROM memory_entries WHERE app_name = $1 AND user_id = $2 AND session_id = $3",
-            "DELETE FROM memory_entries WHERE app_name = ? AND user_id = ? AND session_id = ?",
-        ))
-        .bind(user.app())
-        .bind(user.user())
-        .bind(&session.id)
-        .execute(&mut *tx)
-        .await?;
         let mut written = 0;
         for entry in entries.iter().filter(|e| e.timestamp >= cutoff) {
+            sqlx::query(d.pick(
+                "DELETE FROM memory_entries WHERE app_name = $1 AND user_id = $2 \
+                 AND event_id = $3 AND session_id = $4",
+                "DELETE FROM memory_entries WHERE app_name = ? AND user_id = ? \
+                 AND event_id = ? AND session_id = ?",
+            ))
+            .bind(user.app())
+            .bind(user.user())
+            .bind(&entry.event_id)
+            .bind(&entry.session_id)
+            .execute(&mut *tx)
+            .await?;
             let insert = sqlx::query(d.pick(
-                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text, content) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                "INSERT INTO memory_entries (app_name, user_id, session_id, event_id, author, ts, text, content) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             ))
             .bind(user.app())
             .bind(user.user())
@@ -94,7 +103,8 @@ impl MemoryStore for SqlMemoryStore {
             .bind(&entry.event_id)
             .bind(&entry.author)
             .bind(entry.timestamp)
-            .bind(&entry.text);
+            .bind(&entry.text)
+            .bind(entry.content.as_ref().map(|c| c.get().to_owned()));
             let id: i64 = match d {
                 Dialect::Postgres => insert.fetch_one(&mut *tx).await?.try_get(0)?,
                 Dialect::MySql => {
@@ -141,7 +151,7 @@ impl MemoryStore for SqlMemoryStore {
         }
         let d = self.db.dialect();
         let sql = format!(
-            "SELECT e.session_id, e.event_id, e.author, e.ts, e.text FROM memory_entries e \
+            "SELECT e.session_id, e.event_id, e.author, e.ts, e.text, e.content FROM memory_entries e \
              WHERE e.id IN (SELECT w.entry_id FROM memory_words w \
              WHERE w.app_name = {} AND w.user_id = {} AND w.ts >= {} AND w.word IN ({})) \
              ORDER BY e.ts DESC, e.id DESC LIMIT {limit}",
@@ -166,9 +176,26 @@ impl MemoryStore for SqlMemoryStore {
                     author: r.try_get(2)?,
                     timestamp: r.try_get(3)?,
                     text: r.try_get(4)?,
+                    content: r
+                        .try_get::<Option<String>, _>(5)?
+                        .and_then(|c| RawJson::parse(c).ok()),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
+    }
+
+    async fn delete(&self, user: &UserKey, event_id: &str) -> Result<usize, StoreError> {
+        validate_id("event_id", event_id)?;
+        let done = sqlx::query(self.db.dialect().pick(
+            "DELETE FROM memory_entries WHERE app_name = $1 AND user_id = $2 AND event_id = $3",
+            "DELETE FROM memory_entries WHERE app_name = ? AND user_id = ? AND event_id = ?",
+        ))
+        .bind(user.app())
+        .bind(user.user())
+        .bind(event_id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() as usize)
     }
 }

@@ -62,6 +62,45 @@ impl SessionKey {
     }
 }
 
+/// An app, validated: what [`super::SessionStore::list_app`] takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AppKey {
+    tenant: Tenant,
+}
+
+impl AppKey {
+    /// Validates an app name.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] naming `app`.
+    pub fn new(app: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            tenant: Tenant::new("app", app)?,
+        })
+    }
+
+    /// The app (the tenant).
+    pub fn app(&self) -> &str {
+        self.tenant.id()
+    }
+
+    pub(crate) fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The key of `user` of this app.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] when `user` is not a valid user id.
+    pub fn user(&self, user: &str) -> Result<UserKey, StoreError> {
+        validate_id("user_id", user)?;
+        Ok(UserKey {
+            tenant: self.tenant.clone(),
+            user: user.to_owned(),
+        })
+    }
+}
+
 /// An (app, user) pair, validated: what `list` and the memory store take.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UserKey {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    Appended, Event, GetSession, Session, SessionKey, SessionStore, State, StoreError, UserKey,
-    merge_state, new_session_id, now, partial_outcome, prepare_event, split_state,
+    AppKey, Appended, Event, GetSession, Session, SessionKey, SessionLimits, SessionStore, State,
+    StoreError, UserKey, duplicate_outcome, merge_state, new_session_id, now, partial_outcome,
+    prepare_event, response_too_large, session_full, sort_listing, split_state,
 };
 
 type Values = BTreeMap<String, String>;
@@ -18,7 +19,12 @@ type Values = BTreeMap<String, String>;
 #[derive(Debug)]
 struct Stored {
     state: Values,
-    events: Vec<Event>,
+    /// The events, the one with seq N at index N-1, with their JSON size.
+    events: Vec<(Event, usize)>,
+    /// Index times, parallel to `events` (never decreasing).
+    index: Vec<f64>,
+    /// Event id to seq.
+    ids: HashMap<String, u64>,
     updated: f64,
     seq: u64,
     expires: Instant,
@@ -36,6 +42,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct MemorySessionStore {
     ttl: Duration,
+    limits: SessionLimits,
     inner: Mutex<Inner>,
 }
 
@@ -44,8 +51,15 @@ impl MemorySessionStore {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            limits: SessionLimits::default(),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// This store with other limits.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -82,6 +96,26 @@ impl Inner {
             .unwrap_or(&empty);
         merge_state(state.clone(), app_state.clone(), user_state.clone())
     }
+
+    /// The live sessions of one (app, user), without events.
+    fn listing(&self, app: &str, user: &str, out: &mut Vec<Session>) -> Result<(), StoreError> {
+        let at = Instant::now();
+        let Some(sessions) = self.sessions.get(&(app.to_owned(), user.to_owned())) else {
+            return Ok(());
+        };
+        for (id, s) in sessions.iter().filter(|(_, s)| s.expires > at) {
+            out.push(Session {
+                app_name: app.to_owned(),
+                user_id: user.to_owned(),
+                id: id.clone(),
+                state: self.merged(app, user, &s.state)?,
+                events: Vec::new(),
+                last_update_time: s.updated,
+                last_seq: s.seq,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -117,6 +151,8 @@ impl SessionStore for MemorySessionStore {
         let stored = Stored {
             state: scoped.session.into_iter().collect(),
             events: Vec::new(),
+            index: Vec::new(),
+            ids: HashMap::new(),
             updated: created,
             seq: 0,
             expires: Instant::now() + self.ttl,
@@ -149,12 +185,19 @@ impl SessionStore for MemorySessionStore {
         };
         let mut from = 0;
         if let Some(after) = query.after_timestamp {
-            from = stored.events.partition_point(|e| e.timestamp < after);
+            from = stored.index.partition_point(|t| *t < after);
         }
         if let Some(n) = query.num_recent_events {
             from = from.max(stored.events.len().saturating_sub(n as usize));
         }
-        let events = stored.events[from..].to_vec();
+        let bytes: usize = stored.events[from..].iter().map(|(_, size)| size).sum();
+        if bytes > self.limits.max_response_bytes {
+            return Err(response_too_large(self.limits));
+        }
+        let events = stored.events[from..]
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
         let (updated, seq, state) = (stored.updated, stored.seq, stored.state.clone());
         let state = inner.merged(key.app(), key.user(), &state)?;
         Ok(Some(Session {
@@ -170,23 +213,30 @@ impl SessionStore for MemorySessionStore {
 
     async fn list(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
         let inner = self.lock();
-        let at = Instant::now();
-        let Some(sessions) = inner.sessions.get(&owner(user)) else {
-            return Ok(Vec::new());
-        };
         let mut out = Vec::new();
-        for (id, s) in sessions.iter().filter(|(_, s)| s.expires > at) {
-            out.push(Session {
-                app_name: user.app().to_owned(),
-                user_id: user.user().to_owned(),
-                id: id.clone(),
-                state: inner.merged(user.app(), user.user(), &s.state)?,
-                events: Vec::new(),
-                last_update_time: s.updated,
-                last_seq: s.seq,
-            });
-        }
+        inner.listing(user.app(), user.user(), &mut out)?;
+        sort_listing(&mut out);
         Ok(out)
+    }
+
+    async fn list_app(&self, app: &AppKey) -> Result<Vec<Session>, StoreError> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for (a, u) in inner.sessions.keys().filter(|(a, _)| a == app.app()) {
+            inner.listing(a, u, &mut out)?;
+        }
+        sort_listing(&mut out);
+        Ok(out)
+    }
+
+    async fn user_state(&self, user: &UserKey) -> Result<State, StoreError> {
+        let inner = self.lock();
+        let values = inner
+            .user_state
+            .get(&owner(user))
+            .cloned()
+            .unwrap_or_default();
+        merge_state(values, [], [])
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
@@ -204,12 +254,17 @@ impl SessionStore for MemorySessionStore {
         event: Event,
         expected_seq: Option<u64>,
     ) -> Result<Appended, StoreError> {
-        let prepared = prepare_event(event)?;
+        let prepared = prepare_event(event, self.limits.max_event_bytes)?;
         let ttl = self.ttl;
+        let max_events = self.limits.max_events;
         let mut inner = self.lock();
         let Some(stored) = inner.live(key) else {
             return Err(StoreError::NotFound);
         };
+        if let Some(seq) = stored.ids.get(&prepared.event.id) {
+            let (event, _) = &stored.events[(*seq - 1) as usize];
+            return Ok(duplicate_outcome(event.clone()));
+        }
         if let Some(expected) = expected_seq
             && expected != stored.seq
         {
@@ -218,22 +273,25 @@ impl SessionStore for MemorySessionStore {
                 current: stored.seq,
             });
         }
-        if prepared.event.partial {
+        if prepared.event.is_partial() {
             return Ok(partial_outcome(prepared, stored.updated));
         }
+        if stored.seq >= max_events {
+            return Err(session_full(max_events));
+        }
+        let timestamp = prepared.timestamp();
+        let size = prepared.body.len() + 16;
         let mut event = prepared.event;
-        stored.updated = if stored.seq > 0 {
-            stored.updated.max(event.timestamp)
-        } else {
-            event.timestamp
-        };
+        let index = stored.index.last().map_or(timestamp, |t| t.max(timestamp));
+        stored.updated = timestamp;
         stored.seq += 1;
         stored.expires = Instant::now() + ttl;
         event.seq = stored.seq;
-        event.timestamp = stored.updated;
         stored.state.extend(prepared.scoped.session);
-        stored.events.push(event.clone());
-        let (seq, timestamp) = (stored.seq, stored.updated);
+        stored.ids.insert(event.id.clone(), stored.seq);
+        stored.events.push((event.clone(), size));
+        stored.index.push(index);
+        let seq = stored.seq;
         inner
             .app_state
             .entry(key.app().to_owned())
@@ -249,6 +307,7 @@ impl SessionStore for MemorySessionStore {
             timestamp,
             event,
             state_delta: prepared.applied_delta,
+            duplicate: false,
         })
     }
 }

@@ -1,11 +1,13 @@
 //! The `sql` session backend: PostgreSQL or MySQL / MariaDB through
 //! [`SqlDatabase`], the durable rollback path. Sessions do not expire here.
 //!
-//! # Schema (`shared/migrations/<dialect>/0001_sessions.sql`)
+//! # Schema (`shared/migrations/<dialect>/0001_sessions.sql`, `0003_adk_fidelity.sql`)
 //!
 //! ```text
-//! adk_sessions     (app_name, user_id, id) PK; state (JSON object), seq, create_time, update_time
-//! adk_events       (app_name, user_id, session_id, seq) PK; ts, event (JSON); index (…, ts)
+//! adk_sessions     (app_name, user_id, id) PK; state (JSON object), seq, create_time,
+//!                  update_time (the last event's timestamp), index_time (its index time)
+//! adk_events       (app_name, user_id, session_id, seq) PK; ts (the index time), event_id,
+//!                  event (JSON as stored); indexes (…, ts), (…, event_id)
 //! adk_app_states   (app_name, state_key) PK; value (JSON)
 //! adk_user_states  (app_name, user_id, state_key) PK; value (JSON)
 //! ```
@@ -13,19 +15,24 @@
 //! `create` is one `INSERT` whose primary key makes a taken id fail
 //! atomically. An append is one transaction: lock the session row
 //! (`SELECT … FOR UPDATE`: absent means not found, and concurrent appends to
-//! one session queue here, so sequence numbers have no gaps), insert one
-//! event row, update the session row, upsert the app and user state in key
-//! order. It never reads the history. A deadlock or serialization failure
-//! runs the transaction again (a few times).
+//! one session queue here, so sequence numbers have no gaps), look the event
+//! id up (a retry returns the stored event), insert one event row, update
+//! the session row, upsert the app and user state in key order. It never
+//! reads the history. A deadlock or serialization failure runs the
+//! transaction again (a few times). A read streams the events it returns and
+//! stops at `max_response_bytes`.
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    Appended, Event, GetSession, ScopedState, Session, SessionKey, SessionStore, State, StoreError,
-    UserKey, merge_state, new_session_id, now, partial_outcome, prepare_event, split_state,
+    AppKey, Appended, Event, GetSession, PreparedEvent, RawJson, ScopedState, Session, SessionKey,
+    SessionLimits, SessionStore, State, StoreError, UserKey, duplicate_outcome, merge_state,
+    new_session_id, now, partial_outcome, prepare_event, response_too_large, session_full,
+    sort_listing, split_state,
 };
 use crate::store::error::is_retryable;
 use crate::store::sql::{Dialect, SqlDatabase, built};
@@ -37,12 +44,22 @@ const ATTEMPTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct SqlSessionStore {
     db: SqlDatabase,
+    limits: SessionLimits,
 }
 
 impl SqlSessionStore {
     /// A store on `db`, whose schema [`SqlDatabase::migrate`] has created.
     pub fn new(db: SqlDatabase) -> Self {
-        Self { db }
+        Self {
+            db,
+            limits: SessionLimits::default(),
+        }
+    }
+
+    /// This store with other limits.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn dialect(&self) -> Dialect {
@@ -89,22 +106,30 @@ impl SqlSessionStore {
         Ok(())
     }
 
-    /// The app's and the user's state, as (key, JSON text) pairs.
-    async fn shared_state(
+    /// The app's state, as (key, JSON text) pairs.
+    async fn app_state(
         &self,
         conn: &mut AnyConnection,
         app: &str,
-        user: &str,
-    ) -> Result<(Vec<(String, String)>, Vec<(String, String)>), sqlx::Error> {
-        let d = self.dialect();
-        let app_rows = sqlx::query(d.pick(
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows = sqlx::query(self.dialect().pick(
             "SELECT state_key, value FROM adk_app_states WHERE app_name = $1",
             "SELECT state_key, value FROM adk_app_states WHERE app_name = ?",
         ))
         .bind(app)
         .fetch_all(&mut *conn)
         .await?;
-        let user_rows = sqlx::query(d.pick(
+        pairs(&rows)
+    }
+
+    /// The user's state, as (key, JSON text) pairs.
+    async fn user_pairs(
+        &self,
+        conn: &mut AnyConnection,
+        app: &str,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows = sqlx::query(self.dialect().pick(
             "SELECT state_key, value FROM adk_user_states WHERE app_name = $1 AND user_id = $2",
             "SELECT state_key, value FROM adk_user_states WHERE app_name = ? AND user_id = ?",
         ))
@@ -112,21 +137,32 @@ impl SqlSessionStore {
         .bind(user)
         .fetch_all(&mut *conn)
         .await?;
-        Ok((pairs(&app_rows)?, pairs(&user_rows)?))
+        pairs(&rows)
+    }
+
+    /// The app's and the user's state, as (key, JSON text) pairs.
+    async fn shared_state(
+        &self,
+        conn: &mut AnyConnection,
+        app: &str,
+        user: &str,
+    ) -> Result<(Vec<(String, String)>, Vec<(String, String)>), sqlx::Error> {
+        let app_pairs = self.app_state(conn, app).await?;
+        Ok((app_pairs, self.user_pairs(conn, app, user).await?))
     }
 
     async fn try_append(
         &self,
         key: &SessionKey,
-        prepared: &super::PreparedEvent,
+        prepared: &PreparedEvent,
         expected_seq: Option<u64>,
     ) -> Result<Result<Appended, StoreError>, sqlx::Error> {
         let d = self.dialect();
         let mut tx = self.db.pool().begin().await?;
         let row = sqlx::query(d.pick(
-            "SELECT seq, update_time, state FROM adk_sessions \
+            "SELECT seq, update_time, state, index_time FROM adk_sessions \
              WHERE app_name = $1 AND user_id = $2 AND id = $3 FOR UPDATE",
-            "SELECT seq, update_time, state FROM adk_sessions \
+            "SELECT seq, update_time, state, index_time FROM adk_sessions \
              WHERE app_name = ? AND user_id = ? AND id = ? FOR UPDATE",
         ))
         .bind(key.app())
@@ -140,6 +176,25 @@ impl SqlSessionStore {
         };
         let seq = row.try_get::<i64, _>(0)? as u64;
         let updated: f64 = row.try_get(1)?;
+        let last_index: Option<f64> = row.try_get(3)?;
+        if !prepared.event.is_partial() {
+            let stored = sqlx::query(d.pick(
+                "SELECT event FROM adk_events WHERE app_name = $1 AND user_id = $2 \
+                 AND session_id = $3 AND event_id = $4",
+                "SELECT event FROM adk_events WHERE app_name = ? AND user_id = ? \
+                 AND session_id = ? AND event_id = ?",
+            ))
+            .bind(key.app())
+            .bind(key.user())
+            .bind(key.id())
+            .bind(&prepared.event.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(stored) = stored {
+                tx.rollback().await?;
+                return Ok(decode_event(&stored.try_get::<String, _>(0)?).map(duplicate_outcome));
+            }
+        }
         if let Some(expected) = expected_seq
             && expected != seq
         {
@@ -149,92 +204,83 @@ impl SqlSessionStore {
                 current: seq,
             }));
         }
-        if prepared.event.partial {
+        if prepared.event.is_partial() {
             tx.rollback().await?;
             return Ok(Ok(partial_outcome(prepared.clone(), updated)));
         }
-        // After the first event, update_time is the last event's timestamp.
-        let timestamp = if seq > 0 {
-            updated.max(prepared.event.timestamp)
-        } else {
-            prepared.event.timestamp
-        };
-        let seq = seq + 1;
-        let mut event = prepared.event.clone();
-        event.seq = seq;
-        event.timestamp = timestamp;
-        let Ok(event_json) = serde_json::to_string(&event) else {
+        if seq >= self.limits.max_events {
             tx.rollback().await?;
-            return Ok(Err(StoreError::invalid(
-                "event",
-                "cannot be encoded as JSON",
-            )));
-        };
+            return Ok(Err(session_full(self.limits.max_events)));
+        }
+        let timestamp = prepared.timestamp();
+        // Sessions written before index_time existed: update_time was it.
+        let previous = last_index.or((seq > 0).then_some(updated));
+        let index = previous.map_or(timestamp, |p| p.max(timestamp));
+        let seq = seq + 1;
         sqlx::query(d.pick(
-            "INSERT INTO adk_events (app_name, user_id, session_id, seq, ts, event) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            "INSERT INTO adk_events (app_name, user_id, session_id, seq, ts, event) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO adk_events (app_name, user_id, session_id, seq, ts, event_id, event) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO adk_events (app_name, user_id, session_id, seq, ts, event_id, event) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(key.app())
         .bind(key.user())
         .bind(key.id())
         .bind(seq as i64)
-        .bind(timestamp)
-        .bind(&event_json)
+        .bind(index)
+        .bind(&prepared.event.id)
+        .bind(prepared.with_seq(seq))
         .execute(&mut *tx)
         .await?;
         let state_json = if prepared.scoped.session.is_empty() {
             None
         } else {
-            let mut state: State =
-                serde_json::from_str(&row.try_get::<String, _>(2)?).unwrap_or_default();
+            let text: String = row.try_get(2)?;
+            let mut state: State = serde_json::from_str(&text).unwrap_or_default();
             for (k, v) in &prepared.scoped.session {
-                state.insert(k.clone(), serde_json::from_str(v).unwrap_or_default());
+                if let Ok(value) = RawJson::parse(v.clone()) {
+                    state.insert(k.clone(), value);
+                }
             }
             Some(serde_json::to_string(&state).unwrap_or_else(|_| "{}".into()))
         };
-        match state_json {
-            Some(state) => {
-                sqlx::query(d.pick(
-                    "UPDATE adk_sessions SET seq = $1, update_time = $2, state = $3 \
-                     WHERE app_name = $4 AND user_id = $5 AND id = $6",
-                    "UPDATE adk_sessions SET seq = ?, update_time = ?, state = ? \
-                     WHERE app_name = ? AND user_id = ? AND id = ?",
-                ))
-                .bind(seq as i64)
-                .bind(timestamp)
-                .bind(state)
-                .bind(key.app())
-                .bind(key.user())
-                .bind(key.id())
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(d.pick(
-                    "UPDATE adk_sessions SET seq = $1, update_time = $2 \
-                     WHERE app_name = $3 AND user_id = $4 AND id = $5",
-                    "UPDATE adk_sessions SET seq = ?, update_time = ? \
-                     WHERE app_name = ? AND user_id = ? AND id = ?",
-                ))
-                .bind(seq as i64)
-                .bind(timestamp)
-                .bind(key.app())
-                .bind(key.user())
-                .bind(key.id())
-                .execute(&mut *tx)
-                .await?;
-            }
+        let update = match &state_json {
+            Some(_) => d.pick(
+                "UPDATE adk_sessions SET seq = $1, update_time = $2, index_time = $3, state = $4 \
+                 WHERE app_name = $5 AND user_id = $6 AND id = $7",
+                "UPDATE adk_sessions SET seq = ?, update_time = ?, index_time = ?, state = ? \
+                 WHERE app_name = ? AND user_id = ? AND id = ?",
+            ),
+            None => d.pick(
+                "UPDATE adk_sessions SET seq = $1, update_time = $2, index_time = $3 \
+                 WHERE app_name = $4 AND user_id = $5 AND id = $6",
+                "UPDATE adk_sessions SET seq = ?, update_time = ?, index_time = ? \
+                 WHERE app_name = ? AND user_id = ? AND id = ?",
+            ),
+        };
+        let mut q = sqlx::query(update)
+            .bind(seq as i64)
+            .bind(timestamp)
+            .bind(index);
+        if let Some(state) = state_json {
+            q = q.bind(state);
         }
+        q.bind(key.app())
+            .bind(key.user())
+            .bind(key.id())
+            .execute(&mut *tx)
+            .await?;
         self.upsert_scoped(&mut tx, key.app(), key.user(), &prepared.scoped)
             .await?;
         tx.commit().await?;
+        let mut event = prepared.event.clone();
+        event.seq = seq;
         Ok(Ok(Appended {
             seq: Some(seq),
             timestamp,
             event,
             state_delta: prepared.applied_delta.clone(),
+            duplicate: false,
         }))
     }
 }
@@ -245,11 +291,43 @@ fn pairs(rows: &[AnyRow]) -> Result<Vec<(String, String)>, sqlx::Error> {
         .collect()
 }
 
+fn decode_event(text: &str) -> Result<Event, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::failed("sql", "a stored event is not valid JSON"))
+}
+
 /// A stored session state (a JSON object) as (key, JSON text) pairs.
 fn state_pairs(json: &str) -> Result<Vec<(String, String)>, StoreError> {
     let state: State = serde_json::from_str(json)
         .map_err(|_| StoreError::failed("sql", "a stored session state is not a JSON object"))?;
-    Ok(state.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+    Ok(state
+        .into_iter()
+        .map(|(k, v)| (k, v.get().to_owned()))
+        .collect())
+}
+
+/// A listed session from a row of (id, state, seq, update_time).
+fn listed(
+    app: &str,
+    user: &str,
+    row: &AnyRow,
+    app_pairs: &[(String, String)],
+    user_pairs: &[(String, String)],
+) -> Result<Session, StoreError> {
+    let state: String = row.try_get(1)?;
+    Ok(Session {
+        app_name: app.to_owned(),
+        user_id: user.to_owned(),
+        id: row.try_get(0)?,
+        state: merge_state(
+            state_pairs(&state)?,
+            app_pairs.to_vec(),
+            user_pairs.to_vec(),
+        )?,
+        events: Vec::new(),
+        last_update_time: row.try_get(3)?,
+        last_seq: row.try_get::<i64, _>(2)? as u64,
+    })
 }
 
 #[async_trait]
@@ -268,7 +346,9 @@ impl SessionStore for SqlSessionStore {
         let scoped = split_state("state", &state)?;
         let mut session_state = State::new();
         for (k, v) in &scoped.session {
-            session_state.insert(k.clone(), serde_json::from_str(v).unwrap_or_default());
+            if let Ok(value) = RawJson::parse(v.clone()) {
+                session_state.insert(k.clone(), value);
+            }
         }
         let state_json = serde_json::to_string(&session_state)
             .map_err(|_| StoreError::invalid("state", "cannot be encoded as JSON"))?;
@@ -368,15 +448,17 @@ impl SessionStore for SqlSessionStore {
             if let Some(after) = query.after_timestamp {
                 q = q.bind(after);
             }
-            let rows = q.fetch_all(&mut *conn).await?;
-            for r in &rows {
+            let mut bytes = 0;
+            let mut rows = q.fetch(&mut *conn);
+            while let Some(r) = rows.try_next().await? {
                 let text: String = r.try_get(0)?;
-                events.push(
-                    serde_json::from_str::<Event>(&text).map_err(|_| {
-                        StoreError::failed("sql", "a stored event is not valid JSON")
-                    })?,
-                );
+                bytes += text.len();
+                if bytes > self.limits.max_response_bytes {
+                    return Err(response_too_large(self.limits));
+                }
+                events.push(decode_event(&text)?);
             }
+            drop(rows);
             if query.num_recent_events.is_some() {
                 events.reverse();
             }
@@ -407,20 +489,55 @@ impl SessionStore for SqlSessionStore {
         let (app, user_state) = self
             .shared_state(&mut conn, user.app(), user.user())
             .await?;
+        let mut sessions = rows
+            .iter()
+            .map(|r| listed(user.app(), user.user(), r, &app, &user_state))
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_listing(&mut sessions);
+        Ok(sessions)
+    }
+
+    async fn list_app(&self, app: &AppKey) -> Result<Vec<Session>, StoreError> {
+        let d = self.dialect();
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = sqlx::query(d.pick(
+            "SELECT id, state, seq, update_time, user_id FROM adk_sessions WHERE app_name = $1",
+            "SELECT id, state, seq, update_time, user_id FROM adk_sessions WHERE app_name = ?",
+        ))
+        .bind(app.app())
+        .fetch_all(&mut *conn)
+        .await?;
+        let app_pairs = self.app_state(&mut conn, app.app()).await?;
+        let user_rows = sqlx::query(d.pick(
+            "SELECT user_id, state_key, value FROM adk_user_states WHERE app_name = $1",
+            "SELECT user_id, state_key, value FROM adk_user_states WHERE app_name = ?",
+        ))
+        .bind(app.app())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut by_user: std::collections::HashMap<String, Vec<(String, String)>> =
+            std::collections::HashMap::new();
+        for r in &user_rows {
+            by_user
+                .entry(r.try_get(0)?)
+                .or_default()
+                .push((r.try_get(1)?, r.try_get(2)?));
+        }
+        let none = Vec::new();
         let mut sessions = Vec::with_capacity(rows.len());
         for r in &rows {
-            let state: String = r.try_get(1)?;
-            sessions.push(Session {
-                app_name: user.app().to_owned(),
-                user_id: user.user().to_owned(),
-                id: r.try_get(0)?,
-                state: merge_state(state_pairs(&state)?, app.clone(), user_state.clone())?,
-                events: Vec::new(),
-                last_update_time: r.try_get(3)?,
-                last_seq: r.try_get::<i64, _>(2)? as u64,
-            });
+            let user: String = r.try_get(4)?;
+            let user_pairs = by_user.get(&user).unwrap_or(&none);
+            sessions.push(listed(app.app(), &user, r, &app_pairs, user_pairs)?);
         }
+        sort_listing(&mut sessions);
         Ok(sessions)
+    }
+
+    async fn user_state(&self, user: &UserKey) -> Result<State, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let values = self.user_pairs(&mut conn, user.app(), user.user()).await?;
+        merge_state(values, [], [])
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
@@ -454,7 +571,7 @@ impl SessionStore for SqlSessionStore {
         event: Event,
         expected_seq: Option<u64>,
     ) -> Result<Appended, StoreError> {
-        let prepared = prepare_event(event)?;
+        let prepared = prepare_event(event, self.limits.max_event_bytes)?;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -2,9 +2,7 @@
 //! or a delta by scope, merging the scopes back for a read, and preparing an
 //! event for storage (validated, stamped, `temp:` keys set aside).
 
-use serde_json::Value;
-
-use super::{Appended, Event, MAX_ID_BYTES, State, StoreError, now, round_micros, validate_id};
+use super::{Appended, Event, MAX_ID_BYTES, RawJson, State, StoreError, now, validate_id};
 use crate::blocks::token::random_token;
 
 /// Most state keys in one `state` or `state_delta`.
@@ -56,9 +54,7 @@ pub(crate) fn split_state(field: &'static str, state: &State) -> Result<ScopedSt
                 ),
             )
         })?;
-        let text = serde_json::to_string(value)
-            .map_err(|_| StoreError::invalid(field, "a value cannot be encoded as JSON"))?;
-        target.push((bare.to_owned(), text));
+        target.push((bare.to_owned(), value.get().to_owned()));
     }
     scoped.session.sort();
     scoped.app.sort();
@@ -72,35 +68,55 @@ pub(crate) fn merge_state(
     app: impl IntoIterator<Item = (String, String)>,
     user: impl IntoIterator<Item = (String, String)>,
 ) -> Result<State, StoreError> {
-    let decode = |text: &str| {
-        serde_json::from_str::<Value>(text)
+    let decode = |text: String| {
+        RawJson::parse(text)
             .map_err(|_| StoreError::failed("store", "a stored state value is not JSON"))
     };
     let mut state = State::new();
     for (k, v) in session {
-        state.insert(k, decode(&v)?);
+        state.insert(k, decode(v)?);
     }
     for (k, v) in app {
-        state.insert(format!("{APP_PREFIX}{k}"), decode(&v)?);
+        state.insert(format!("{APP_PREFIX}{k}"), decode(v)?);
     }
     for (k, v) in user {
-        state.insert(format!("{USER_PREFIX}{k}"), decode(&v)?);
+        state.insert(format!("{USER_PREFIX}{k}"), decode(v)?);
     }
     Ok(state)
 }
 
 /// An event checked and completed for storage: id and timestamp filled in,
-/// `temp:` keys taken out of its delta.
+/// `temp:` keys taken out of its delta, encoded once.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedEvent {
     pub event: Event,
     pub scoped: ScopedState,
     /// The full delta as the caller's session sees it (`temp:` included).
     pub applied_delta: State,
+    /// The event as stored, as JSON without `seq`: `{"timestamp":…, …}`.
+    /// A backend prepends `{"seq":N,` (see [`PreparedEvent::with_seq`]).
+    pub body: String,
 }
 
-/// Validates and completes `event`.
-pub(crate) fn prepare_event(mut event: Event) -> Result<PreparedEvent, StoreError> {
+impl PreparedEvent {
+    /// The stored JSON of the event with sequence number `seq`.
+    pub fn with_seq(&self, seq: u64) -> String {
+        format!("{{\"seq\":{seq},{}", &self.body[1..])
+    }
+
+    /// The event's timestamp (always set once prepared).
+    pub fn timestamp(&self) -> f64 {
+        self.event.time()
+    }
+}
+
+/// Validates and completes `event`: an id when it has none, now as its
+/// timestamp when it has none (a given one is kept exactly, `0` included),
+/// `temp:` keys out of its stored delta, at most `max_bytes` of JSON.
+pub(crate) fn prepare_event(
+    mut event: Event,
+    max_bytes: usize,
+) -> Result<PreparedEvent, StoreError> {
     if event.id.is_empty() {
         event.id = random_token();
     }
@@ -121,17 +137,17 @@ pub(crate) fn prepare_event(mut event: Event) -> Result<PreparedEvent, StoreErro
             format!("at most {MAX_ID_BYTES} bytes"),
         ));
     }
-    if !event.timestamp.is_finite() || event.timestamp < 0.0 || event.timestamp > 1e11 {
-        return Err(StoreError::invalid(
-            "event.timestamp",
-            "must be seconds since the Unix epoch (0 for now)",
-        ));
-    }
-    event.timestamp = if event.timestamp == 0.0 {
-        now()
-    } else {
-        round_micros(event.timestamp)
+    let timestamp = match event.timestamp {
+        None => now(),
+        Some(t) if t.is_finite() && (0.0..=MAX_TIMESTAMP).contains(&t) => t,
+        Some(_) => {
+            return Err(StoreError::invalid(
+                "event.timestamp",
+                "must be seconds since the Unix epoch, from 0 to 1e11 (absent or null for now)",
+            ));
+        }
     };
+    event.timestamp = Some(timestamp);
     event.seq = 0;
     let scoped = split_state("event.actions.state_delta", &event.actions.state_delta)?;
     let applied_delta = event.actions.state_delta.clone();
@@ -139,12 +155,30 @@ pub(crate) fn prepare_event(mut event: Event) -> Result<PreparedEvent, StoreErro
         .actions
         .state_delta
         .retain(|k, _| !k.starts_with(TEMP_PREFIX));
+    let json = serde_json::to_string(&event)
+        .map_err(|_| StoreError::invalid("event", "cannot be encoded as JSON"))?;
+    if json.len() > max_bytes {
+        return Err(StoreError::TooLarge {
+            what: "event",
+            limit: max_bytes,
+        });
+    }
+    // `Event` serialises `seq` first: take it out, the store puts its own.
+    let body = match json.strip_prefix("{\"seq\":0,") {
+        Some(rest) => format!("{{{rest}"),
+        None => return Err(StoreError::invalid("event", "cannot be encoded as JSON")),
+    };
     Ok(PreparedEvent {
         event,
         scoped,
         applied_delta,
+        body,
     })
 }
+
+/// The latest timestamp accepted (year 5138): far beyond any clock, small
+/// enough that every backend keeps it exactly.
+pub const MAX_TIMESTAMP: f64 = 1e11;
 
 /// What a partial event returns: nothing stored, `temp:` and other keys
 /// applied to the caller's copy only.
@@ -154,5 +188,17 @@ pub(crate) fn partial_outcome(prepared: PreparedEvent, last_update_time: f64) ->
         timestamp: last_update_time,
         event: prepared.event,
         state_delta: prepared.applied_delta,
+        duplicate: false,
+    }
+}
+
+/// What a repeated event id returns: the stored event, nothing written.
+pub(crate) fn duplicate_outcome(stored: Event) -> Appended {
+    Appended {
+        seq: Some(stored.seq),
+        timestamp: stored.time(),
+        event: stored,
+        state_delta: State::new(),
+        duplicate: true,
     }
 }
