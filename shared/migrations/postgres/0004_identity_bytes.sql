@@ -1,36 +1,13 @@
--- Issue 15: identities compare byte for byte. PostgreSQL's deterministic
--- collations already compare equal only what is byte-for-byte equal, and
--- keep trailing spaces (VARCHAR does not pad); this pins the identity
--- columns to the "C" collation so that holds whatever collation the
--- database was created with, and their order and indexes are bytewise too.
--- (The same number as MySQL's 0004, which changes the column types.)
-ALTER TABLE adk_sessions
-    ALTER COLUMN app_name TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN user_id  TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN id       TYPE VARCHAR(256) COLLATE "C";
-
-ALTER TABLE adk_events
-    ALTER COLUMN app_name   TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN user_id    TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN session_id TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN event_id   TYPE VARCHAR(256) COLLATE "C";
-
-ALTER TABLE adk_app_states
-    ALTER COLUMN app_name  TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN state_key TYPE VARCHAR(256) COLLATE "C";
-
-ALTER TABLE adk_user_states
-    ALTER COLUMN app_name  TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN user_id   TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN state_key TYPE VARCHAR(256) COLLATE "C";
-
-ALTER TABLE memory_entries
-    ALTER COLUMN app_name   TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN user_id    TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN session_id TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN event_id   TYPE VARCHAR(256) COLLATE "C";
-
-ALTER TABLE memory_words
-    ALTER COLUMN app_name TYPE VARCHAR(64)  COLLATE "C",
-    ALTER COLUMN user_id  TYPE VARCHAR(256) COLLATE "C",
-    ALTER COLUMN word     TYPE VARCHAR(64)  COLLATE "C";
+-- Issue 15: identities compare byte for byte. PostgreSQL does already:
+-- VARCHAR keeps trailing spaces, and under a deterministic collation (every
+-- database default is one) equality is byte equality, so `alice `, `Alice`
+-- and a decomposed `é` are other ids. Nothing changes here but the record
+-- of it (MySQL's 0004 changes the column types). Changing the columns'
+-- collation was tried and rejected: it changes the result type of cached
+-- plans, so during a rolling deploy the old revision's prepared statements
+-- would fail (SQLSTATE 0A000) until it reconnected.
+COMMENT ON COLUMN adk_sessions.user_id IS 'compared byte for byte (issue 15)';
+COMMENT ON COLUMN adk_sessions.id IS 'compared byte for byte (issue 15)';
+COMMENT ON COLUMN adk_user_states.state_key IS 'compared byte for byte (issue 15)';
+COMMENT ON COLUMN adk_app_states.state_key IS 'compared byte for byte (issue 15)';
+COMMENT ON COLUMN memory_entries.event_id IS 'compared byte for byte (issue 15)';

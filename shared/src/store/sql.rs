@@ -19,8 +19,11 @@
 //! Identity columns (app, user, session id, state key, event id, memory
 //! word) compare byte for byte: `VARBINARY` on MySQL / MariaDB (migration
 //! 0004; the `utf8mb4_bin` collation before it is PAD SPACE, so `alice `
-//! equalled `alice`), `COLLATE "C"` on PostgreSQL. No statement uses
-//! `LIKE` or a prefix match on an id.
+//! equalled `alice`); PostgreSQL's `VARCHAR` under a deterministic
+//! collation (every database default is one) compares bytes already, and
+//! its 0004 only records that (a collation change would break the cached
+//! plans of a revision still running during a rolling deploy). No
+//! statement uses `LIKE` or a prefix match on an id.
 //!
 //! # TLS
 //!

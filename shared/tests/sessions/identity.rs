@@ -306,3 +306,126 @@ pub async fn memories_of_users_and_event_ids_that_differ_in_any_byte_are_apart(w
     assert!(hits.iter().all(|h| h.event_id != "jose\u{301}"));
     assert!(hits.iter().any(|h| h.event_id == "jos\u{e9}"));
 }
+
+/// A database migrated before 0004, with rows in it, is brought to
+/// byte-for-byte identities by the migration, its rows intact: the
+/// upgrade path of a deployment that already holds sessions.
+pub async fn migration_0004_keeps_existing_rows_and_tells_lookalikes_apart(
+    url: &shared::Secret,
+    mysql: bool,
+) {
+    use std::borrow::Cow;
+
+    use shared::store::memory::{MemoryStore, SqlMemoryStore};
+    use shared::store::session::{SessionStore, SqlSessionStore};
+    use shared::store::sql::{SqlDatabase, SqlSettings};
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+    let files: [(i64, &str, &'static str); 3] = if mysql {
+        [
+            (
+                1,
+                "sessions",
+                include_str!("../../migrations/mysql/0001_sessions.sql"),
+            ),
+            (
+                2,
+                "memory",
+                include_str!("../../migrations/mysql/0002_memory.sql"),
+            ),
+            (
+                3,
+                "adk_fidelity",
+                include_str!("../../migrations/mysql/0003_adk_fidelity.sql"),
+            ),
+        ]
+    } else {
+        [
+            (
+                1,
+                "sessions",
+                include_str!("../../migrations/postgres/0001_sessions.sql"),
+            ),
+            (
+                2,
+                "memory",
+                include_str!("../../migrations/postgres/0002_memory.sql"),
+            ),
+            (
+                3,
+                "adk_fidelity",
+                include_str!("../../migrations/postgres/0003_adk_fidelity.sql"),
+            ),
+        ]
+    };
+    let old = Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(v, name, sql)| {
+                Migration::new(
+                    v,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    let db = SqlDatabase::connect_lazy(url, SqlSettings::default()).unwrap();
+    old.run(db.pool()).await.unwrap();
+    // Rows written by the old schema: alice's session, state and memory.
+    let sessions = SqlSessionStore::new(db.clone());
+    let alice = UserKey::new("agent", "alice").unwrap();
+    sessions
+        .create(&alice, state(&[("user:lang", json!("pt"))]), Some("s"))
+        .await
+        .unwrap();
+    let key = SessionKey::new("agent", "alice", "s").unwrap();
+    sessions
+        .append_event(&key, Event::text("user", "hello from before"), None)
+        .await
+        .unwrap();
+    let memory = SqlMemoryStore::new(db.clone(), std::time::Duration::from_secs(86_400));
+    let before = sessions
+        .get(&key, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap();
+    memory.add_session(&before).await.unwrap();
+
+    db.migrate().await.unwrap();
+    let after = sessions
+        .get(&key, GetSession::all())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.events.len(), 1);
+    assert_eq!(after.state["user:lang"], json!("pt"));
+    assert_eq!(memory.search(&alice, "hello", 10).await.unwrap().len(), 1);
+    let spaced = UserKey::new("agent", "alice ").unwrap();
+    assert!(
+        sessions
+            .get(
+                &SessionKey::new("agent", "alice ", "s").unwrap(),
+                GetSession::all()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        memory
+            .search(&spaced, "hello", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(sessions.user_state(&spaced).await.unwrap().is_empty());
+    sessions
+        .create(&spaced, State::new(), Some("s"))
+        .await
+        .expect("alice-space is a user of her own after 0004");
+    assert_eq!(sessions.list(&alice).await.unwrap().len(), 1);
+}

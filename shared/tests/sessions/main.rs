@@ -372,6 +372,25 @@ mod identity_on {
     );
 }
 
+/// Migration 0004 on a database that already holds rows.
+mod identity_upgrade {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let server = shared::testkit::PostgresServer::start();
+        let url = server.create_database().await;
+        crate::identity::migration_0004_keeps_existing_rows_and_tells_lookalikes_apart(&url, false)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mariadb() {
+        let server = shared::testkit::MariaDbServer::start();
+        let url = server.create_database().await;
+        crate::identity::migration_0004_keeps_existing_rows_and_tells_lookalikes_apart(&url, true)
+            .await;
+    }
+}
+
 mod memory_on {
     crate::for_every_backend!(memory:
         search_finds_word_matches_newest_first,

@@ -3,9 +3,9 @@
 //!
 //! # Schema (`shared/migrations/<dialect>/0001_sessions.sql`, `0003_adk_fidelity.sql`)
 //!
-//! Identity columns compare byte for byte (`VARBINARY` on MySQL, `COLLATE
-//! "C"` on PostgreSQL: migration 0004), so the primary keys tell `alice`
-//! from `alice `.
+//! Identity columns compare byte for byte (`VARBINARY` on MySQL since
+//! migration 0004; PostgreSQL's `VARCHAR` does by itself), so the primary
+//! keys tell `alice` from `alice `.
 //!
 //! ```text
 //! adk_sessions     (app_name, user_id, id) PK; state (JSON object), seq, create_time,
