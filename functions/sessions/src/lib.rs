@@ -18,6 +18,12 @@
 //! | `GET /apps/{app}/users/{user}/memory?query=&limit=` | `200` `{"memories": […]}` |
 //! | `DELETE /apps/{app}/users/{user}/memory/{event_id}` | `204` (absent too) |
 //!
+//! Every id in a path or body (app, user, session, state key, event id)
+//! is compared byte for byte on every backend: `alice`, `alice ` and
+//! `Alice` are three users. Memory search finds words by the one tokenizer
+//! [`shared::store::memory::words`] (UAX #29 words, lowercased, NFKC;
+//! character bigrams in scripts written without spaces).
+//!
 //! Every route is behind [`shared::http::bind_tenant`] on `{app}`: the
 //! caller must be authenticated (`AUTH_MODE`) for the app, else `401` /
 //! `403` and the store is not touched. Bad input is a `4xx` JSON error and
@@ -61,12 +67,14 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 << 20;
 
 impl Stores {
     /// Builds the stores `ctx.config.stores` names; with a `sql` backend,
-    /// connects to `DATABASE_URL` (pool settings from `env`) and runs the
-    /// migrations.
+    /// connects to `DATABASE_URL` or the database the `CLOUDSQL_*`
+    /// variables name (pool settings from `env`), with the TLS the URL asks
+    /// for, and runs the migrations.
     ///
     /// # Errors
     /// An invalid `DATABASE_URL` or pool setting, an unreachable database,
-    /// a failed migration.
+    /// a refused connection (TLS required, a certificate that does not
+    /// verify, a wrong login), a failed migration.
     pub async fn connect(ctx: &AppContext, env: &Env<'_>) -> Result<Self, StoreError> {
         let stores = &ctx.config.stores;
         let needs_sql = [stores.session_backend, stores.memory_backend].contains(&Backend::Sql);

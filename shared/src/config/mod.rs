@@ -15,10 +15,12 @@
 //! - `auth`: [`AuthConfig`], who may call and which tenants they may touch (`AUTH_*`).
 //! - `secret`: [`Secret`], a value that is never printed.
 //! - `redis`: [`RedisConfig`], how to reach Redis.
+//! - `database`: [`database_url`], where the `sql` backends connect (`DATABASE_URL` or `CLOUDSQL_*`).
 //! - this file: [`Config`] (everything a function reads), the HTTP and store
 //!   settings, and where the process runs ([`on_lambda`]).
 
 mod auth;
+mod database;
 mod env;
 mod redis;
 mod secret;
@@ -31,6 +33,7 @@ pub use auth::{
     ACCEPTED_ALGORITHMS, AuthConfig, AuthMode, DEFAULT_ALGORITHMS, JwtConfig, PrincipalGrant,
     Runtime, TenantGrant,
 };
+pub use database::database_url;
 pub use env::{ConfigError, Env};
 pub use redis::{CredentialSource, DEFAULT_MAX_CONNECTIONS, Protocol, RedisConfig, Topology};
 pub use secret::Secret;
@@ -42,7 +45,9 @@ pub use secret::Secret;
 pub enum Backend {
     /// Redis: hot data with a TTL (the default).
     Redis,
-    /// PostgreSQL or MySQL through `DATABASE_URL`: the durable rollback path.
+    /// PostgreSQL or MySQL through `DATABASE_URL` or `CLOUDSQL_*`: the
+    /// durable rollback path (`sql`; `cloudsql`, `postgres` and `mysql` are
+    /// the same backend).
     Sql,
     /// Process memory: development and tests only, lost on restart.
     Memory,
@@ -117,7 +122,8 @@ pub struct StoreConfig {
     pub session_ttl: Duration,
     /// `REDIS_MEMORY_TTL_DAYS`: lifetime of a memory entry.
     pub memory_ttl_days: u32,
-    /// `DATABASE_URL`: PostgreSQL or MySQL for the `sql` backends.
+    /// `DATABASE_URL`, or the URL built from `CLOUDSQL_*` ([`database_url`]):
+    /// PostgreSQL or MySQL for the `sql` backends.
     pub database_url: Option<Secret>,
     /// `MEMORY_INDEX_KEY`: the secret of the keyed hash that turns a word
     /// into its memory-index key name, so key names hold no conversation text.
@@ -377,7 +383,7 @@ impl Config {
                 31_536_000,
             )?),
             memory_ttl_days: env.range("REDIS_MEMORY_TTL_DAYS", 30, 1, 3_650)? as u32,
-            database_url: env.get("DATABASE_URL").map(Secret::new),
+            database_url: database_url(&env)?,
             memory_index_key,
             session_limits: SessionLimits::from_env(&env)?,
         };
@@ -385,7 +391,9 @@ impl Config {
         if sql_needed && stores.database_url.is_none() {
             return Err(ConfigError::new(
                 "DATABASE_URL",
-                "is required when SESSION_BACKEND or MEMORY_BACKEND is sql (postgres://… or mysql://…)",
+                "is required when SESSION_BACKEND or MEMORY_BACKEND is sql or cloudsql (postgres://… or \
+                 mysql://…); or set CLOUDSQL_HOST or CLOUDSQL_UNIX_SOCKET with CLOUDSQL_DATABASE, \
+                 CLOUDSQL_USER, CLOUDSQL_PASSWORD",
             ));
         }
         let admin_token = env.get("ADMIN_TOKEN").map(Secret::new);
@@ -652,6 +660,41 @@ mod tests {
         .unwrap();
         assert_eq!(ok.stores.session_backend, Backend::Sql);
         assert!(!format!("{ok:?}").contains("postgres://x"));
+    }
+
+    #[test]
+    fn cloudsql_variables_stand_in_for_database_url_and_hide_the_password() {
+        let c = from(&[
+            ("SESSION_BACKEND", "cloudsql"),
+            ("MEMORY_BACKEND", "cloudsql"),
+            ("CLOUDSQL_UNIX_SOCKET", "/cloudsql/proj:region:db"),
+            ("CLOUDSQL_PORT", "5432"),
+            ("CLOUDSQL_DATABASE", "sessions"),
+            ("CLOUDSQL_USER", "agent"),
+            ("CLOUDSQL_PASSWORD", "hunter2-hunter2"),
+        ])
+        .unwrap();
+        assert_eq!(c.stores.session_backend, Backend::Sql);
+        assert_eq!(c.stores.memory_backend, Backend::Sql);
+        let url = c.stores.database_url.as_ref().unwrap().expose().to_owned();
+        assert!(
+            url.starts_with("postgres://agent:hunter2-hunter2@"),
+            "{url}"
+        );
+        let shown = format!("{c:?} {}", serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let err = from(&[
+            ("SESSION_BACKEND", "cloudsql"),
+            ("CLOUDSQL_HOST", "10.1.2.3"),
+            ("CLOUDSQL_PORT", "3306"),
+            ("CLOUDSQL_USER", "agent"),
+            ("CLOUDSQL_PASSWORD", "hunter2-hunter2"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "CLOUDSQL_DATABASE");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = from(&[("SESSION_BACKEND", "cloudsql")]).unwrap_err();
+        assert!(err.to_string().contains("CLOUDSQL_HOST"), "{err}");
     }
 
     #[test]

@@ -13,14 +13,34 @@
 //! a database lock, so concurrent starts are safe. Tables: `adk_sessions`,
 //! `adk_events`, `adk_app_states`, `adk_user_states` (sessions) and
 //! `memory_entries`, `memory_words` (memory).
+//!
+//! # Identity
+//!
+//! Identity columns (app, user, session id, state key, event id, memory
+//! word) compare byte for byte: `VARBINARY` on MySQL / MariaDB (migration
+//! 0004; the `utf8mb4_bin` collation before it is PAD SPACE, so `alice `
+//! equalled `alice`); PostgreSQL's `VARCHAR` under a deterministic
+//! collation (every database default is one) compares bytes already, and
+//! its 0004 only records that (a collation change would break the cached
+//! plans of a revision still running during a rolling deploy). No
+//! statement uses `LIKE` or a prefix match on an id.
+//!
+//! # TLS
+//!
+//! rustls (ring, the system's roots). The URL chooses the verification:
+//! `sslmode=disable|prefer|require|verify-ca|verify-full` with
+//! `sslrootcert=<CA file>` (PostgreSQL), `ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|VERIFY_IDENTITY`
+//! with `ssl-ca=<CA file>` (MySQL); sqlx parses them. A connection that
+//! cannot be made is reported by [`SqlDatabase::migrate`] at start with
+//! what refused it.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
+use sqlx::any::{AnyPoolOptions, AnyRow, AnyTypeInfoKind};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Column, Row};
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use crate::config::{ConfigError, Env, Secret};
@@ -86,7 +106,7 @@ impl Dialect {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 3] = match self {
+        let files: [(i64, &str, &'static str); 4] = match self {
             Self::Postgres => [
                 (
                     1,
@@ -102,6 +122,11 @@ impl Dialect {
                     3,
                     "adk_fidelity",
                     include_str!("../../migrations/postgres/0003_adk_fidelity.sql"),
+                ),
+                (
+                    4,
+                    "identity_bytes",
+                    include_str!("../../migrations/postgres/0004_identity_bytes.sql"),
                 ),
             ],
             Self::MySql => [
@@ -119,6 +144,11 @@ impl Dialect {
                     3,
                     "adk_fidelity",
                     include_str!("../../migrations/mysql/0003_adk_fidelity.sql"),
+                ),
+                (
+                    4,
+                    "identity_bytes",
+                    include_str!("../../migrations/mysql/0004_identity_bytes.sql"),
                 ),
             ],
         };
@@ -175,8 +205,9 @@ impl SqlSettings {
     }
 }
 
-/// A pool of connections to PostgreSQL or MySQL. Cheap to clone (clones
-/// share the pool); connects lazily, on first use.
+/// A pool of connections to PostgreSQL or MySQL (over TCP, TLS or a Unix
+/// socket, as the URL says). Cheap to clone (clones share the pool);
+/// connects lazily, on first use.
 #[derive(Clone)]
 pub struct SqlDatabase {
     pool: AnyPool,
@@ -216,12 +247,19 @@ impl SqlDatabase {
         Ok(Self { pool, dialect })
     }
 
-    /// Brings the schema up to date (see the module documentation).
+    /// Connects, then brings the schema up to date (see the module
+    /// documentation). Called at start, so its errors are the start-up
+    /// message: they say what refused the connection (the TLS handshake, a
+    /// server that requires TLS, the login) and never quote the URL.
     ///
     /// # Errors
-    /// When the database is unreachable ([`StoreError::Unavailable`]) or a
-    /// migration fails.
+    /// When the database is unreachable or the TLS handshake fails
+    /// ([`StoreError::Unavailable`]), refuses the connection or a migration
+    /// fails ([`StoreError::Failed`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // One connection first, so that a refusal is reported for what it
+        // is (TLS, authentication) before the migrator's own error.
+        drop(self.pool.acquire().await.map_err(connect_error)?);
         let migrator = Migrator::with_migrations(self.dialect.migrations());
         migrator.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
@@ -237,6 +275,103 @@ impl SqlDatabase {
     /// The connection pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// The start-up error of a connection that could not be made: what refused
+/// it and which setting to look at, never the URL or the server's text
+/// (which may quote the user or database).
+fn connect_error(err: sqlx::Error) -> StoreError {
+    const TLS_HINT: &str = "set sslmode=require or verify-full (PostgreSQL), ssl-mode=REQUIRED or \
+                            VERIFY_IDENTITY (MySQL) in DATABASE_URL";
+    if let Some(why) = tls_failure(&err) {
+        return StoreError::Unavailable {
+            backend: "sql",
+            detail: format!(
+                "the TLS handshake with the database failed ({why}); check sslmode / ssl-mode, \
+                 the CA (sslrootcert / ssl-ca) and the host name the certificate is for"
+            ),
+            retry_after: Duration::from_secs(1),
+            kind: None,
+        };
+    }
+    match &err {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            StoreError::Unavailable {
+                backend: "sql",
+                detail:
+                    "a file the connection needs does not exist (the Unix socket, or the CA in \
+                     sslrootcert / ssl-ca)"
+                        .into(),
+                retry_after: Duration::from_secs(1),
+                kind: None,
+            }
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // Read to classify, never quoted: PostgreSQL's pg_hba refusal of
+            // an unencrypted connection ends "no encryption".
+            let insecure = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|e| INSECURE_TRANSPORT.contains(&e.number()))
+                || (code == "28000" && db.message().ends_with("no encryption"));
+            if insecure {
+                StoreError::failed(
+                    "sql",
+                    format!(
+                        "the database requires TLS and the connection is not encrypted: {TLS_HINT}"
+                    ),
+                )
+            } else if code == "28000" || code == "28P01" {
+                StoreError::failed(
+                    "sql",
+                    format!(
+                        "the database refused the connection (SQLSTATE {code}): wrong user, password \
+                         or database, or the server admits TLS connections only ({TLS_HINT})"
+                    ),
+                )
+            } else {
+                StoreError::from(err)
+            }
+        }
+        _ => StoreError::from(err),
+    }
+}
+
+/// What failed in a TLS handshake: sqlx reports its own TLS errors as
+/// `Tls` and the handshake's (a certificate that does not verify) as an I/O
+/// error carrying rustls's. Both describe the certificate, not a secret.
+fn tls_failure(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Tls(inner) => Some(inner.to_string()),
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
+    }
+}
+
+/// MySQL 8's error number for a connection refused because it is not
+/// encrypted (`require_secure_transport=ON`). MariaDB refuses it as a
+/// failed login (1045, SQLSTATE 28000), whose message names TLS too.
+const INSECURE_TRANSPORT: [u16; 1] = [3159];
+
+/// Column `index` of `row` as text. Identity columns are binary on MySQL /
+/// MariaDB (`VARBINARY`, so that they compare byte for byte: migration
+/// 0004) and text on PostgreSQL; both hold UTF-8.
+///
+/// # Errors
+/// When the column is missing, of another type, or not UTF-8.
+pub(crate) fn text(row: &AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    if row.column(index).type_info().kind() == AnyTypeInfoKind::Blob {
+        let bytes: Vec<u8> = row.try_get(index)?;
+        String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+            index: index.to_string(),
+            source: Box::new(e),
+        })
+    } else {
+        row.try_get(index)
     }
 }
 

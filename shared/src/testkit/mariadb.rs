@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use super::free_port;
+use super::{TlsFiles, free_port};
 use crate::config::Secret;
 
 const INSTALL_HINT: &str = "MariaDB server binaries (mariadbd and mariadb-install-db, or mysqld and \
@@ -124,10 +124,23 @@ impl MariaDbServer {
     /// When the binaries are missing (naming the package) or the server
     /// does not start (with its log).
     pub fn start() -> Self {
-        super::start_on_a_free_port("mariadbd", Self::try_start)
+        super::start_on_a_free_port("mariadbd", || Self::try_start(None))
     }
 
-    fn try_start() -> Result<Self, String> {
+    /// Starts a server that accepts TCP connections over TLS only
+    /// (`require_secure_transport=ON`, with `tls`'s CA, certificate and key);
+    /// its Unix socket counts as secure and stays open. Unlike
+    /// [`MariaDbServer::start`] it checks passwords (MariaDB enforces the
+    /// transport only with its grant tables): `root` has none, and
+    /// [`MariaDbServer::create_user`] makes one that has.
+    ///
+    /// # Panics
+    /// As [`MariaDbServer::start`].
+    pub fn start_tls(tls: &TlsFiles) -> Self {
+        super::start_on_a_free_port("mariadbd", || Self::try_start(Some(tls)))
+    }
+
+    fn try_start(tls: Option<&TlsFiles>) -> Result<Self, String> {
         let (server_bin, install) = mariadb_bins();
         let template = template(&server_bin, &install);
         let dir = tempfile::Builder::new()
@@ -164,7 +177,21 @@ impl MariaDbServer {
                 dir.path().join("error.log").display()
             ))
             .arg(format!("--tmpdir={}", dir.path().display()))
-            .args(["--skip-grant-tables", "--max-connections=300"]);
+            .arg("--max-connections=300");
+        match tls {
+            // MariaDB checks the transport with the grants: the TLS server
+            // keeps its grant tables (root without a password on
+            // 127.0.0.1 and the socket; [`MariaDbServer::create_user`]).
+            Some(tls) => {
+                cmd.arg(format!("--ssl-ca={}", tls.ca_file().display()))
+                    .arg(format!("--ssl-cert={}", tls.cert_file().display()))
+                    .arg(format!("--ssl-key={}", tls.key_file().display()))
+                    .arg("--require-secure-transport=ON");
+            }
+            None => {
+                cmd.arg("--skip-grant-tables");
+            }
+        }
         common_args(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
@@ -218,9 +245,29 @@ impl MariaDbServer {
         self.port
     }
 
+    /// The server's Unix socket, as Cloud SQL's `/cloudsql/<instance>` for MySQL.
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
     /// `mysql://root@127.0.0.1:<port>/<database>`.
     pub fn url(&self, database: &str) -> Secret {
         Secret::new(format!("mysql://root@127.0.0.1:{}/{database}", self.port))
+    }
+
+    /// Creates `user` with `password` and every privilege, through the Unix
+    /// socket (which a TLS-only server admits too).
+    pub async fn create_user(&self, user: &str, password: &str) {
+        let admin = Secret::new(format!(
+            "mysql://root@localhost/mysql?socket={}",
+            self.socket_path().display()
+        ));
+        super::run_sql(
+            &admin,
+            &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"),
+        )
+        .await;
+        super::run_sql(&admin, &format!("GRANT ALL ON *.* TO '{user}'@'%'")).await;
     }
 
     /// Creates a database with a fresh name and returns its URL.

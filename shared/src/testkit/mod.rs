@@ -21,8 +21,8 @@
 //! - `logs`: [`CapturedLogs`], log lines kept in memory.
 //! - `tls`: [`TlsFiles`], a CA and a server certificate generated per test.
 //! - `browser`: [`Browser`], a headless Chromium driven through chromedriver (WebDriver).
-//! - `postgres`: [`PostgresServer`], a PostgreSQL server of the test's own (run as `postgres` under root).
-//! - `mariadb`: [`MariaDbServer`], a MariaDB / MySQL server of the test's own.
+//! - `postgres`: [`PostgresServer`], a PostgreSQL server of the test's own (run as `postgres` under root; plain or TCP over TLS only; its Unix socket directory).
+//! - `mariadb`: [`MariaDbServer`], a MariaDB / MySQL server of the test's own (plain or `require_secure_transport`; its Unix socket).
 //! - [`hostile`]: hostile strings and JSON for property tests, and the key-confinement check.
 //! - [`conformance`]: the checks every function binary passes.
 

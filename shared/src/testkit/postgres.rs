@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use super::free_port;
+use super::{TlsFiles, free_port};
 use crate::config::Secret;
 
 const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, postgres) were not found under \
@@ -166,6 +166,36 @@ fn template(bin: &Path, user: Option<&User>) -> PathBuf {
     target
 }
 
+/// The `-c` settings of a TLS-only server: the certificate and key copied
+/// where the server's user can read them (PostgreSQL refuses a key others
+/// can read), and a `pg_hba.conf` that admits TCP over TLS only.
+fn tls_settings(tls: &TlsFiles, dir: &Path, user: Option<&User>) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let hba = dir.join("pg_hba.conf");
+    std::fs::copy(tls.cert_file(), &cert).expect("copy the server certificate");
+    std::fs::copy(tls.key_file(), &key).expect("copy the server key");
+    std::fs::write(
+        &hba,
+        "local all all trust\n\
+         hostssl all all 127.0.0.1/32 trust\n\
+         hostssl all all ::1/128 trust\n",
+    )
+    .expect("write pg_hba.conf");
+    for file in [&cert, &key, &hba] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod a TLS file");
+        give_to(file, user);
+    }
+    vec![
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", cert.display()),
+        format!("ssl_key_file={}", key.display()),
+        format!("hba_file={}", hba.display()),
+    ]
+}
+
 /// A PostgreSQL server for one test. See the module documentation.
 #[derive(Debug)]
 pub struct PostgresServer {
@@ -181,10 +211,21 @@ impl PostgresServer {
     /// When the binaries are missing (naming the package) or the server
     /// does not start (with its log).
     pub fn start() -> Self {
-        super::start_on_a_free_port("postgres", Self::try_start)
+        super::start_on_a_free_port("postgres", || Self::try_start(None))
     }
 
-    fn try_start() -> Result<Self, String> {
+    /// Starts a server that accepts TCP connections over TLS only
+    /// (`ssl=on` with `tls`'s server certificate, and a `pg_hba.conf` whose
+    /// only TCP lines are `hostssl`); its Unix socket stays open, as on a
+    /// managed database's local socket.
+    ///
+    /// # Panics
+    /// As [`PostgresServer::start`].
+    pub fn start_tls(tls: &TlsFiles) -> Self {
+        super::start_on_a_free_port("postgres", || Self::try_start(Some(tls)))
+    }
+
+    fn try_start(tls: Option<&TlsFiles>) -> Result<Self, String> {
         let bin = postgres_bin_dir();
         let user = service_user();
         let template = template(&bin, user.as_ref());
@@ -206,14 +247,20 @@ impl PostgresServer {
         );
         let port = free_port();
         let log = dir.path().join("postgres.log");
-        let child = command(&bin.join("postgres"), user.as_ref())
-            .arg("-D")
+        let mut cmd = command(&bin.join("postgres"), user.as_ref());
+        cmd.arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
+            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"]);
+        if let Some(tls) = tls {
+            for arg in tls_settings(tls, dir.path(), user.as_ref()) {
+                cmd.arg("-c").arg(arg);
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("a log file"))
@@ -262,6 +309,12 @@ impl PostgresServer {
     /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The directory of the server's Unix socket (`.s.PGSQL.<port>`), as
+    /// Cloud SQL's `/cloudsql/<instance>`.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/<database>`.

@@ -10,10 +10,12 @@
 
 mod behaviour;
 mod faults;
+mod identity;
 mod limits;
 mod memory;
 mod redis_keys;
 mod timestamps;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,7 +203,7 @@ pub async fn sql_dump(db: &SqlDatabase) -> String {
             .iter()
             .map(|r| {
                 (0..r.len())
-                    .map(|i| r.try_get::<String, _>(i).unwrap())
+                    .map(|i| column_text(r, i))
                     .collect::<Vec<_>>()
                     .join(" | ")
             })
@@ -212,6 +214,17 @@ pub async fn sql_dump(db: &SqlDatabase) -> String {
         }
     }
     out
+}
+
+/// A column as text: identity columns are VARBINARY on MariaDB (they
+/// compare byte for byte), text elsewhere.
+pub fn column_text(row: &sqlx::any::AnyRow, i: usize) -> String {
+    use sqlx::{Column, TypeInfo};
+    if row.column(i).type_info().name() == "BLOB" {
+        String::from_utf8(row.try_get::<Vec<u8>, _>(i).unwrap()).unwrap()
+    } else {
+        row.try_get::<String, _>(i).unwrap()
+    }
 }
 
 /// A database URL that nothing answers at, for configuration tests.
@@ -349,6 +362,35 @@ mod expiry_on {
     }
 }
 
+/// Issue 15 #1: ids compare byte for byte on every backend.
+mod identity_on {
+    crate::for_every_backend!(identity:
+        users_that_differ_in_any_byte_are_different_users,
+        session_ids_and_apps_that_differ_in_any_byte_are_apart,
+        state_keys_that_differ_in_any_byte_are_different_keys,
+        memories_of_users_and_event_ids_that_differ_in_any_byte_are_apart,
+    );
+}
+
+/// Migration 0004 on a database that already holds rows.
+mod identity_upgrade {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let server = shared::testkit::PostgresServer::start();
+        let url = server.create_database().await;
+        crate::identity::migration_0004_keeps_existing_rows_and_tells_lookalikes_apart(&url, false)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mariadb() {
+        let server = shared::testkit::MariaDbServer::start();
+        let url = server.create_database().await;
+        crate::identity::migration_0004_keeps_existing_rows_and_tells_lookalikes_apart(&url, true)
+            .await;
+    }
+}
+
 mod memory_on {
     crate::for_every_backend!(memory:
         search_finds_word_matches_newest_first,
@@ -359,5 +401,7 @@ mod memory_on {
         a_memory_keeps_the_events_whole_content,
         events_can_be_remembered_without_a_stored_session,
         a_memory_can_be_deleted_by_event_id,
+        words_are_found_in_scripts_without_spaces,
+        a_long_unspaced_text_is_indexed_within_the_bounds,
     );
 }

@@ -297,3 +297,93 @@ pub async fn a_memory_can_be_deleted_by_event_id(w: &World) {
         );
     }
 }
+
+/// Issue 15 #4: words inside scripts written without spaces are found
+/// (character bigrams), Latin inside them is a word of its own, and case
+/// and width fold; the same answers on every backend.
+pub async fn words_are_found_in_scripts_without_spaces(w: &World) {
+    let t = now() - 1_000.0;
+    let texts = [
+        "私の名前は太郎です",
+        "私はPythonでADKを使っています",
+        "我喜欢学习中文和北京烤鸭",
+        "ผมชอบกินข้าวผัดมาก",
+        "파이썬을 배우고 있어요",
+        "ＦＵＬＬＷＩＤＴＨ ｶﾀｶﾅ text",
+        "Ünïcödé STRASSE Café",
+    ];
+    let turns: Vec<(f64, &str)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| (t + i as f64, *text))
+        .collect();
+    let s = session_with(w, "agent", "yuki", "cjk", &turns).await;
+    assert_eq!(w.memory.add_session(&s).await.unwrap(), texts.len());
+    let u = UserKey::new("agent", "yuki").unwrap();
+    let u = &u;
+    let found = |query: &'static str| async move {
+        w.memory
+            .search(u, query, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.text)
+            .collect::<Vec<_>>()
+    };
+    for (query, expected) in [
+        ("太郎", vec![texts[0]]),
+        ("名前", vec![texts[0]]),
+        ("python", vec![texts[1]]),
+        ("PYTHON", vec![texts[1]]),
+        ("adk", vec![texts[1]]),
+        ("Ｐｙｔｈｏｎ", vec![texts[1]]),
+        ("中文", vec![texts[2]]),
+        ("北京", vec![texts[2]]),
+        ("烤鸭", vec![texts[2]]),
+        ("ข้าวผัด", vec![texts[3]]),
+        ("파이썬", vec![texts[4]]),
+        ("fullwidth", vec![texts[5]]),
+        ("カタカナ", vec![texts[5]]),
+        ("ünïcödé", vec![texts[6]]),
+        ("cafe\u{301}", vec![texts[6]]),
+        ("strasse", vec![texts[6]]),
+        ("私", vec![]),
+        ("東京", vec![]),
+        ("pyth", vec![]),
+    ] {
+        assert_eq!(found(query).await, expected, "query {query:?}");
+    }
+    // A query of several runs and words finds any of them, newest first.
+    assert_eq!(
+        found("太郎 中文, Python").await,
+        vec![texts[2], texts[1], texts[0]]
+    );
+}
+
+/// A long unspaced text is indexed by its first terms only, and every
+/// backend agrees on which: the bound holds with bigrams.
+pub async fn a_long_unspaced_text_is_indexed_within_the_bounds(w: &World) {
+    use shared::store::memory::{MAX_WORDS_PER_ENTRY, words};
+    let t = now() - 100.0;
+    // 5,000 distinct ideographs: far more bigrams than an entry indexes.
+    let long: String = (0x4E00u32..0x4E00 + 5_000)
+        .filter_map(char::from_u32)
+        .collect();
+    let s = session_with(w, "agent", "li", "long", &[(t, &long)]).await;
+    assert_eq!(w.memory.add_session(&s).await.unwrap(), 1);
+    let terms = words(&long, usize::MAX);
+    assert!(terms.len() > MAX_WORDS_PER_ENTRY);
+    let u = UserKey::new("agent", "li").unwrap();
+    let first = &terms[0];
+    let last_indexed = &terms[MAX_WORDS_PER_ENTRY - 1];
+    let beyond = &terms[MAX_WORDS_PER_ENTRY];
+    assert_eq!(w.memory.search(&u, first, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        w.memory.search(&u, last_indexed, 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        w.memory.search(&u, beyond, 10).await.unwrap().is_empty(),
+        "terms past the bound are not indexed on any backend"
+    );
+}

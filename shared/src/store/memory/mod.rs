@@ -12,8 +12,17 @@
 //!   [`MemoryStore::add_session`] adds a session's events. An entry keeps the
 //!   event's whole `content` (images, roles, function calls) as sent.
 //! - [`MemoryStore::search`] returns the entries of one (app, user) that
-//!   contain at least one word of the query (words: runs of letters and
-//!   digits, compared lowercased), newest first, at most `limit`.
+//!   share at least one term with the query, newest first, at most `limit`.
+//!   Terms come from one tokenizer, [`words`] (module `terms`): Unicode
+//!   word boundaries (UAX #29) on NFKC text, words lowercased, and the
+//!   character bigrams of scripts written without spaces (Han, Hiragana,
+//!   Katakana, Hangul, Thai, …), so `太郎` finds `私の名前は太郎です` and
+//!   `python` finds `私はPythonでADKを使っています`. An entry is indexed by
+//!   its first [`MAX_WORDS_PER_ENTRY`] distinct terms, a query looks up its
+//!   first [`MAX_QUERY_WORDS`].
+//! - Identities (app, user, session id, event id) compare byte for byte on
+//!   every backend: `alice`, `alice ` and `Alice` are three users, and a
+//!   composed `é` is not a decomposed one.
 //! - [`MemoryStore::delete`] removes the entries of an event id (ADK's
 //!   memory id), in every session; deleting an absent one succeeds.
 //! - Entries expire `REDIS_MEMORY_TTL_DAYS` after their event's timestamp: a
@@ -29,8 +38,8 @@
 mod in_memory;
 mod redis;
 mod sql;
+mod terms;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +49,7 @@ use serde::{Deserialize, Serialize};
 pub use self::in_memory::MemoryMemoryStore;
 pub use self::redis::RedisMemoryStore;
 pub use self::sql::SqlMemoryStore;
+pub use self::terms::{is_unspaced, words};
 use crate::blocks::keys::KeyedHash;
 use crate::config::{Backend, DEV_MEMORY_INDEX_KEY, IndexKey, StoreConfig};
 use crate::redis::RedisClient;
@@ -187,27 +197,6 @@ fn index_hash(key: &IndexKey) -> Result<KeyedHash, StoreError> {
     }
 }
 
-/// The distinct lowercased words of `text` (runs of letters and digits of at
-/// most [`MAX_WORD_BYTES`] bytes), at most `max`, in order of appearance.
-pub fn words(text: &str, max: usize) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for raw in text.split(|c: char| !c.is_alphanumeric()) {
-        if raw.is_empty() {
-            continue;
-        }
-        let word = raw.to_lowercase();
-        if word.len() > MAX_WORD_BYTES || !seen.insert(word.clone()) {
-            continue;
-        }
-        out.push(word);
-        if out.len() == max {
-            break;
-        }
-    }
-    out
-}
-
 /// The entries `events` of session `session_id` contribute: those with
 /// text, each checked. A repeated event id keeps its last event.
 pub(crate) fn entries_of(
@@ -266,7 +255,6 @@ pub(crate) fn entries_of(
     Ok(entries)
 }
 
-/// Checks a search's limit.
 /// The words a search looks for, after checking its limit; empty when the
 /// query has none (the search then finds nothing).
 pub(crate) fn search_words(query: &str, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -284,24 +272,10 @@ pub(crate) fn check_limit(limit: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether `entry` holds one of `query_words`.
+/// Whether `entry` holds one of `query_words` among the terms it is
+/// indexed by (the first [`MAX_WORDS_PER_ENTRY`]), so that every backend
+/// finds the same entries.
 pub(crate) fn matches(entry: &MemoryEntry, query_words: &[String]) -> bool {
-    let entry_words = words(&entry.text, usize::MAX);
+    let entry_words = words(&entry.text, MAX_WORDS_PER_ENTRY);
     query_words.iter().any(|w| entry_words.contains(w))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_lowercased_distinct_and_bounded() {
-        assert_eq!(
-            words("Tours em PARIS, tours: São-Paulo!", 10),
-            vec!["tours", "em", "paris", "são", "paulo"]
-        );
-        assert_eq!(words("a b c", 2), vec!["a", "b"]);
-        assert!(words(&"x".repeat(MAX_WORD_BYTES + 1), 5).is_empty());
-        assert!(words(":*{}", 5).is_empty());
-    }
 }

@@ -25,7 +25,7 @@ use super::{
     search_words, words,
 };
 use crate::store::session::{Event, RawJson, UserKey, now, validate_id};
-use crate::store::sql::{Dialect, SqlDatabase, built};
+use crate::store::sql::{Dialect, SqlDatabase, built, text};
 
 /// Memory in PostgreSQL or MySQL. See the module documentation.
 #[derive(Debug, Clone)]
@@ -171,8 +171,8 @@ impl MemoryStore for SqlMemoryStore {
         rows.iter()
             .map(|r| {
                 Ok(MemoryEntry {
-                    session_id: r.try_get(0)?,
-                    event_id: r.try_get(1)?,
+                    session_id: text(r, 0)?,
+                    event_id: text(r, 1)?,
                     author: r.try_get(2)?,
                     timestamp: r.try_get(3)?,
                     text: r.try_get(4)?,

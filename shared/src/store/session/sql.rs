@@ -3,6 +3,10 @@
 //!
 //! # Schema (`shared/migrations/<dialect>/0001_sessions.sql`, `0003_adk_fidelity.sql`)
 //!
+//! Identity columns compare byte for byte (`VARBINARY` on MySQL since
+//! migration 0004; PostgreSQL's `VARCHAR` does by itself), so the primary
+//! keys tell `alice` from `alice `.
+//!
 //! ```text
 //! adk_sessions     (app_name, user_id, id) PK; state (JSON object), seq, create_time,
 //!                  update_time (the last event's timestamp), index_time (its index time)
@@ -35,7 +39,7 @@ use super::{
     sort_listing, split_state,
 };
 use crate::store::error::is_retryable;
-use crate::store::sql::{Dialect, SqlDatabase, built};
+use crate::store::sql::{Dialect, SqlDatabase, built, text};
 
 /// Attempts of a transaction that keeps hitting deadlocks.
 const ATTEMPTS: usize = 5;
@@ -287,7 +291,7 @@ impl SqlSessionStore {
 
 fn pairs(rows: &[AnyRow]) -> Result<Vec<(String, String)>, sqlx::Error> {
     rows.iter()
-        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+        .map(|r| Ok((text(r, 0)?, r.try_get::<String, _>(1)?)))
         .collect()
 }
 
@@ -318,7 +322,7 @@ fn listed(
     Ok(Session {
         app_name: app.to_owned(),
         user_id: user.to_owned(),
-        id: row.try_get(0)?,
+        id: text(row, 0)?,
         state: merge_state(
             state_pairs(&state)?,
             app_pairs.to_vec(),
@@ -519,14 +523,14 @@ impl SessionStore for SqlSessionStore {
             std::collections::HashMap::new();
         for r in &user_rows {
             by_user
-                .entry(r.try_get(0)?)
+                .entry(text(r, 0)?)
                 .or_default()
-                .push((r.try_get(1)?, r.try_get(2)?));
+                .push((text(r, 1)?, r.try_get(2)?));
         }
         let none = Vec::new();
         let mut sessions = Vec::with_capacity(rows.len());
         for r in &rows {
-            let user: String = r.try_get(4)?;
+            let user = text(r, 4)?;
             let user_pairs = by_user.get(&user).unwrap_or(&none);
             sessions.push(listed(app.app(), &user, r, &app_pairs, user_pairs)?);
         }
