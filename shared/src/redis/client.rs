@@ -573,7 +573,17 @@ impl Inner {
                         retry_at: Instant::now() + pause,
                         attempts,
                     });
-                    if classify(&error) == ErrorKind::Auth {
+                    if let Some(why) = super::connect::provider_failure(&error) {
+                        // The provider had nothing to give (an unreadable
+                        // password file, missing AWS credentials): say so,
+                        // it is not the server refusing. `why` names the
+                        // setting and the cause, never a secret.
+                        tracing::warn!(
+                            credentials = self.connector.credential_kind(),
+                            attempts,
+                            "{why}; asking the provider again on the next attempt"
+                        );
+                    } else if classify(&error) == ErrorKind::Auth {
                         tracing::warn!(
                             credentials = self.connector.credential_kind(),
                             attempts,

@@ -18,6 +18,21 @@ use redis::{
 use super::credentials::{CredentialProvider, Credentials};
 use crate::config::{ConfigError, Protocol, RedisConfig};
 
+/// The description of the error a connection attempt fails with when the
+/// credential provider itself fails (see [`provider_failure`]).
+const NO_CREDENTIALS: &str = "no credentials";
+
+/// Why the credential provider gave nothing, when `err` is that failure:
+/// the setting and the cause (`cannot read REDIS_PASSWORD_FILE <path>:
+/// NotFound`), never a secret. `None` for every other error, a server's
+/// refusal included.
+pub(crate) fn provider_failure(err: &RedisError) -> Option<&str> {
+    (err.kind() == redis::ErrorKind::AuthenticationFailed
+        && err.to_string().contains(NO_CREDENTIALS))
+    .then(|| err.detail())
+    .flatten()
+}
+
 /// Builds connections for one client. Holds no connection itself.
 pub(crate) struct Connector {
     /// One per configured URL, without credentials.
@@ -134,7 +149,7 @@ impl Connector {
         self.credentials.credentials().map_err(|err| {
             RedisError::from((
                 redis::ErrorKind::AuthenticationFailed,
-                "no credentials",
+                NO_CREDENTIALS,
                 err.to_string(),
             ))
         })
@@ -291,5 +306,28 @@ pub(crate) async fn is_cluster_enabled(
     match tokio::time::timeout(timeout, cmd.query_async::<String>(conn)).await {
         Ok(info) => Ok(super::info::info_field(&info?, "cluster_enabled") == Some("1")),
         Err(_) => Err(super::error::deadline_error()),
+    }
+}
+
+#[cfg(test)]
+mod provider_failure_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_providers_own_failure_is_reported_as_one() {
+        let own = RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            NO_CREDENTIALS,
+            "no redis credentials: cannot read REDIS_PASSWORD_FILE /run/pw: NotFound".to_owned(),
+        ));
+        assert_eq!(
+            provider_failure(&own),
+            Some("no redis credentials: cannot read REDIS_PASSWORD_FILE /run/pw: NotFound")
+        );
+        let refused = RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert_eq!(provider_failure(&refused), None);
     }
 }

@@ -133,7 +133,7 @@ impl CredentialProvider {
         let user = self.username.as_deref().ok_or_else(|| {
             CredentialsError("REDIS_USERNAME is required for elasticache-iam".into())
         })?;
-        let aws = aws_credentials_from_env()?;
+        let aws = aws_credentials(|name| std::env::var(name).ok())?;
         let token = Secret::new(elasticache_iam_token(
             &IamTokenRequest {
                 user,
@@ -164,9 +164,11 @@ fn read_password_file(path: &Path) -> Result<Secret, CredentialsError> {
 }
 
 /// The process's AWS credentials, as Lambda (and the AWS SDKs' environment
-/// provider) sets them.
-fn aws_credentials_from_env() -> Result<AwsCredentials, CredentialsError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+/// provider) sets them, read through `env` (the process environment).
+fn aws_credentials(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<AwsCredentials, CredentialsError> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
     let (Some(access_key), Some(secret_key)) =
         (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
     else {
@@ -286,6 +288,59 @@ mod tests {
             None,
             "test",
         )
+    }
+
+    #[test]
+    fn aws_credentials_come_from_the_lambda_variables_and_empty_ones_are_missing() {
+        let none = aws_credentials(|_| None).unwrap_err().to_string();
+        assert!(
+            none.contains("AWS_ACCESS_KEY_ID") && none.contains("AWS_SECRET_ACCESS_KEY"),
+            "{none}"
+        );
+        // Set but empty is missing too (an unset secret in a template).
+        let empty = aws_credentials(|name| {
+            Some(
+                if name == "AWS_ACCESS_KEY_ID" {
+                    "AKID"
+                } else {
+                    ""
+                }
+                .to_owned(),
+            )
+        });
+        assert!(empty.is_err());
+        let full = aws_credentials(|name| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret-key-example".into()),
+            "AWS_SESSION_TOKEN" => Some("session-token-example".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(full.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(full.session_token(), Some("session-token-example"));
+    }
+
+    #[test]
+    fn a_password_file_loses_only_its_final_line_break_and_a_missing_one_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        for (content, expected) in [
+            ("p@ss word\n", "p@ss word"),
+            ("p@ss word\r\n", "p@ss word"),
+            ("p@ss word", "p@ss word"),
+            ("two\nlines\n", "two\nlines"),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(read_password_file(&path).unwrap().expose(), expected);
+        }
+        std::fs::write(&path, "kept-out-of-errors").unwrap();
+        let missing = dir.path().join("absent");
+        let err = read_password_file(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("REDIS_PASSWORD_FILE") && err.contains("absent"),
+            "{err}"
+        );
+        assert!(!err.contains("kept-out-of-errors"));
     }
 
     /// Tokens botocore 1.44.8 generated for the same inputs (see

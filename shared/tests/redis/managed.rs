@@ -311,6 +311,55 @@ async fn rotating_an_acl_users_password_under_load_costs_only_the_requests_in_fl
 }
 
 #[tokio::test]
+async fn a_missing_password_file_is_a_retryable_auth_failure_until_it_is_back() {
+    // A mounted secret (Kubernetes, Cloud Run secret volumes) disappears for
+    // a moment while it is replaced: the connection attempts in that moment
+    // fail as `auth` (503, retryable) without the secret (the log line
+    // names the file and the cause), and an attempt after the file is back
+    // connects.
+    let server = RedisServer::builder().password("mounted-secret-1").start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis-password");
+    std::fs::write(&file, "mounted-secret-1\r\n").unwrap();
+    let mut config = RedisConfig::for_url(&format!("redis://127.0.0.1:{}", server.port())).unwrap();
+    config.credentials = CredentialSource::File { path: file.clone() };
+    let client = RedisClient::new(config).unwrap();
+    round_trip(&client, "k").await.unwrap();
+
+    std::fs::remove_file(&file).unwrap();
+    let mut admin = server.admin();
+    redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .exec(&mut admin)
+        .unwrap();
+    let started = Instant::now();
+    let err = loop {
+        // The first call may meet the killed connection (`connect`); the
+        // reconnect is what asks the provider.
+        match round_trip(&client, "k").await {
+            Err(err) if err.kind() == ErrorKind::Auth => break err,
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no auth failure"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(err.is_retryable(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("credential provider"), "{text}");
+    assert!(!text.contains("mounted-secret"), "{text}");
+
+    std::fs::write(&file, "mounted-secret-1\n").unwrap();
+    let started = Instant::now();
+    while round_trip(&client, "k").await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(2), "still refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_comma_in_the_password_is_part_of_the_password() {
     let server = RedisServer::builder().password("Xy7,kP9q").start();
     let config = shared::Config::from_lookup(|name| {
