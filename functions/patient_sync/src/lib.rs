@@ -5,7 +5,9 @@
 //! Routes (besides the common `/redis-health` and `/healthz`), documented
 //! with examples in `docs/patient_sync.md`:
 //! - `POST /practices/{practice_id}/patients/sync[?mode=full]`: compare,
-//!   store and queue; `Idempotency-Key` supported; rate limited per practice.
+//!   store and queue; `Idempotency-Key` supported; rate limited per practice
+//!   (a replay of a completed idempotent request is answered before the
+//!   limiter and spends none of the budget).
 //! - `POST /practices/{practice_id}/changes/claim?max=N`: claim queued changes.
 //! - `POST /practices/{practice_id}/changes/ack`: acknowledge claimed changes.
 //! - `GET /practices/{practice_id}/sync/status`: counts, last sync, rate limit.
@@ -280,16 +282,11 @@ async fn sync_patients(
     };
     let batch = Batch::new(body.patients, mode)?;
 
-    let decision = service.limiter.check(&practice, "sync").await?;
-    if !decision.allowed {
-        tracing::info!(
-            practice = practice.id(),
-            limit = decision.limit,
-            "sync rate limited"
-        );
-        return Err(ApiError::too_many_requests(decision.retry_after));
-    }
-
+    // A retry of a completed request is answered from its stored response
+    // before the rate limiter, and spends none of the practice's budget: a
+    // client retrying after a lost reply must get its answer, not a 429.
+    // An in-progress duplicate (409) or a reused key (422) spends none
+    // either. Only a request that will run is counted.
     let idempotency = service.idempotency(&practice, &caller)?;
     let pending = match &idempotency_key {
         None => None,
@@ -310,12 +307,28 @@ async fn sync_patients(
         },
     };
 
+    let decision = match service.limiter.check(&practice, "sync").await {
+        Ok(decision) => decision,
+        Err(err) => {
+            abandon(&idempotency, pending).await;
+            return Err(err.into());
+        }
+    };
+    if !decision.allowed {
+        // The key was taken for a request that will not run: give it back,
+        // so that the retry after `Retry-After` runs.
+        abandon(&idempotency, pending).await;
+        tracing::info!(
+            practice = practice.id(),
+            limit = decision.limit,
+            "sync rate limited"
+        );
+        return Err(ApiError::too_many_requests(decision.retry_after));
+    }
+
     let outcome = run_sync(&service, &practice, &batch, mode, pending.as_ref()).await;
-    if outcome.is_err()
-        && let Some(pending) = pending
-    {
-        // Best effort: if Redis is down the marker expires by itself.
-        let _ = idempotency.abandon(pending).await;
+    if outcome.is_err() {
+        abandon(&idempotency, pending).await;
     }
     let report = outcome?;
     tracing::info!(
@@ -327,6 +340,14 @@ async fn sync_patients(
         "patients synced"
     );
     Ok(Json(report).into_response())
+}
+
+/// Gives up an idempotency key taken by a request that will not run.
+/// Best effort: if Redis is down the marker expires by itself.
+async fn abandon(idempotency: &Idempotency, pending: Option<Pending>) {
+    if let Some(pending) = pending {
+        let _ = idempotency.abandon(pending).await;
+    }
 }
 
 /// The sync itself, under the practice's lock in full mode.
