@@ -24,7 +24,12 @@ fn cpu_time() -> Duration {
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the line: 12 and 13 after ')'.
     let total = ticks(11) + ticks(12);
     // The kernel's USER_HZ is 100 on Linux.
@@ -40,7 +45,12 @@ struct Row {
     ops_per_cpu_second: f64,
 }
 
-async fn measure(client: &RedisClient, command: &'static str, callers: usize, secs: f64) -> (u64, Duration) {
+async fn measure(
+    client: &RedisClient,
+    command: &'static str,
+    callers: usize,
+    secs: f64,
+) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..callers)
@@ -52,7 +62,9 @@ async fn measure(client: &RedisClient, command: &'static str, callers: usize, se
                     cmd.arg("key:bench");
                 }
                 while !stop.load(Relaxed) {
-                    let Ok(mut conn) = client.conn() else { continue };
+                    let Ok(mut conn) = client.conn() else {
+                        continue;
+                    };
                     if cmd.query_async::<redis::Value>(&mut conn).await.is_ok() {
                         ops.fetch_add(1, Relaxed);
                     }

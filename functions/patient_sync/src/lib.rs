@@ -93,6 +93,7 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
             SyncSettings {
                 record_ttl: settings.record_ttl,
                 visibility_timeout: settings.visibility_timeout,
+                max_deliveries: settings.max_deliveries,
                 idempotency_ttl: IdempotencySettings::default().ttl,
             },
         ),
