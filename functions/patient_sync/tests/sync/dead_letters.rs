@@ -358,3 +358,57 @@ async fn bad_input_to_nack_extend_and_the_dead_letter_routes_is_4xx_and_writes_n
     }
     assert_eq!(before, dump(&t), "no rejected request wrote anything");
 }
+
+#[tokio::test]
+async fn neither_a_record_nor_a_nack_reason_reaches_a_log_line() {
+    let logs = shared::testkit::CapturedLogs::default();
+    shared::telemetry::init_with_writer(
+        "patient_sync",
+        shared::config::LogFormat::Json,
+        "trace",
+        logs.clone(),
+    );
+    let t = spawn_app(&[("CHANGE_MAX_DELIVERIES", "1"), ("ADMIN_TOKEN", TOKEN)]);
+    let secret = json!({"id": "ID-SECRET-9", "name": "NAME-SECRET"});
+    sync(&t.app, "c", json!([secret])).await;
+    let ids = claim_ids(&claim(&t.app, "c", 1).await);
+    let reply = nack(&t.app, &json!({"ids": ids, "error": "REASON-SECRET"})).await;
+    assert_eq!(reply.body["dead_lettered"], 1);
+    let list = send(&t.app, admin_get(LIST, Some(TOKEN))).await;
+    assert_eq!(list.body["dead_letters"][0]["last_error"], "REASON-SECRET");
+    let replay = send(
+        &t.app,
+        admin_post(
+            &format!("{LIST}/replay"),
+            &json!({"ids": ["1"]}),
+            Some(TOKEN),
+        ),
+    )
+    .await;
+    assert_eq!(replay.body["replayed"], 1);
+    let ids = claim_ids(&claim(&t.app, "c", 1).await);
+    send(
+        &t.app,
+        post("/practices/c/changes/extend", &json!({"ids": ids}), &[]),
+    )
+    .await;
+    nack(&t.app, &json!({"ids": ids, "error": "REASON-SECRET"})).await;
+    send(
+        &t.app,
+        admin_post(&format!("{LIST}/drop"), &json!({"ids": ["1"]}), Some(TOKEN)),
+    )
+    .await;
+    let logged = logs.text();
+    for message in [
+        "changes released",
+        "dead letters listed",
+        "dead letters replayed",
+        "claims extended",
+        "dead letters dropped",
+    ] {
+        assert!(logged.contains(message), "{message} not in {logged}");
+    }
+    for marker in ["ID-SECRET", "NAME-SECRET", "REASON-SECRET", TOKEN] {
+        assert!(!logged.contains(marker), "{marker} in: {logged}");
+    }
+}
