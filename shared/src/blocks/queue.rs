@@ -615,7 +615,16 @@ pub struct Queue {
     settings: QueueSettings,
 }
 
+/// The gauges a script reports: backlog, oldest age (ms, -1: none), dead letters.
 type Gauges = (u64, i64, u64);
+/// A claimed item as the claim script returns it: claim id, item id, payload, delivery.
+type ClaimRow = (String, String, Vec<u8>, u32);
+/// A dead letter as the listing returns it: item id, payload, deliveries,
+/// last error ('' for none), dead-lettered at (ms).
+type DeadRow = (String, Vec<u8>, u32, String, u64);
+/// The stats script's reply: ready, expired claims, live claims, due
+/// delayed, delayed, dead, gauges.
+type StatsReply = (u64, u64, u64, u64, u64, u64, Gauges);
 
 impl Queue {
     /// The queue `name` of `tenant`. `name` is chosen by the code (lower-case
@@ -714,7 +723,7 @@ impl Queue {
             .arg(self.max_deliveries())
             .arg(MAX_BATCH)
             .arg(EXPIRED_CLAIM_ERROR);
-        let (rows, gauges): (Vec<(String, String, Vec<u8>, u32)>, Gauges) = self
+        let (rows, gauges): (Vec<ClaimRow>, Gauges) = self
             .client
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -867,7 +876,7 @@ impl Queue {
             .key(&self.keys[..])
             .arg(offset.min(i64::MAX as u64 / 2))
             .arg(limit);
-        let (total, rows): (u64, Vec<(String, Vec<u8>, u32, String, u64)>) = self
+        let (total, rows): (u64, Vec<DeadRow>) = self
             .client
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -977,16 +986,7 @@ impl Queue {
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut invocation = STATS.prepare_invoke();
         invocation.key(&self.keys[..]);
-        #[allow(clippy::type_complexity)]
-        let (ready, expired, live, due, delayed, dead, gauges): (
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            Gauges,
-        ) = self
+        let (ready, expired, live, due, delayed, dead, gauges): StatsReply = self
             .client
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;

@@ -354,7 +354,7 @@ async fn a_nack_records_its_reason_and_the_last_failed_delivery_dead_letters() {
         )
         .await
         .unwrap();
-    assert_eq!(report.requeued, [first.claim_id.clone()]);
+    assert_eq!(report.requeued, std::slice::from_ref(&first.claim_id));
     assert_eq!(report.unknown, ["nope"]);
     // The released claim id no longer acknowledges.
     assert_eq!(
@@ -367,7 +367,7 @@ async fn a_nack_records_its_reason_and_the_last_failed_delivery_dead_letters() {
         .nack(&[second.claim_id.as_str()], Duration::ZERO, Some("boom: 2"))
         .await
         .unwrap();
-    assert_eq!(report.dead_lettered, [second.claim_id.clone()]);
+    assert_eq!(report.dead_lettered, std::slice::from_ref(&second.claim_id));
     assert!(q.claim(1).await.unwrap().is_empty());
     let page = q.dead_letters(0, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
@@ -390,7 +390,7 @@ async fn a_nacked_item_with_a_delay_is_not_claimable_before_it_and_is_after() {
     assert_eq!(claimed.payload, b"later");
     q.nack(
         &[claimed.claim_id.as_str()],
-        Duration::from_millis(600),
+        Duration::from_millis(1_500),
         None,
     )
     .await
@@ -401,9 +401,9 @@ async fn a_nacked_item_with_a_delay_is_not_claimable_before_it_and_is_after() {
     let early = q.claim(10).await.unwrap();
     assert_eq!(early.len(), 1);
     assert_eq!(early[0].payload, b"now");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(q.claim(10).await.unwrap().is_empty(), "still delayed");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     let late = q.claim(10).await.unwrap();
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].payload, b"later");
@@ -413,20 +413,20 @@ async fn a_nacked_item_with_a_delay_is_not_claimable_before_it_and_is_after() {
 #[tokio::test]
 async fn an_extended_claim_is_not_redelivered_while_extended() {
     let server = TestRedis::start();
-    let q = queue_with(&server, Duration::from_millis(300), 5);
+    let q = queue_with(&server, Duration::from_millis(800), 5);
     q.enqueue(&["slow"]).await.unwrap();
     let claim = q.claim(1).await.unwrap().remove(0);
-    // A heartbeat every 150 ms for 900 ms: three visibility timeouts.
+    // A heartbeat every 300 ms for 1.8 s: over two visibility timeouts.
     for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let report = q
             .extend(
                 &[claim.claim_id.as_str(), "nope"],
-                Duration::from_millis(300),
+                Duration::from_millis(800),
             )
             .await
             .unwrap();
-        assert_eq!(report.extended, [claim.claim_id.clone()]);
+        assert_eq!(report.extended, std::slice::from_ref(&claim.claim_id));
         assert_eq!(report.unknown, ["nope"]);
         assert!(report.deadline_ms > 1_700_000_000_000);
         assert!(
@@ -441,7 +441,7 @@ async fn an_extended_claim_is_not_redelivered_while_extended() {
     // Without a heartbeat the claim expires as before.
     q.enqueue(&["again"]).await.unwrap();
     let claim = q.claim(1).await.unwrap().remove(0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
     let again = q.claim(1).await.unwrap();
     assert_eq!(again[0].item_id, claim.item_id);
     // An expired claim that was handed out again cannot be extended.
@@ -627,14 +627,16 @@ async fn nack_extend_and_dead_letter_bounds_are_refused_without_touching_redis()
 #[tokio::test]
 async fn a_claim_processes_a_bounded_number_of_expired_claims() {
     let server = TestRedis::start();
-    let q = queue_with(&server, Duration::from_millis(50), 5);
+    // Long enough for both claims below to finish on a loaded machine
+    // before the first one's claims expire.
+    let q = queue_with(&server, Duration::from_millis(1_000), 5);
     let n = MAX_BATCH + 200;
     for chunk in payloads(n).chunks(MAX_BATCH) {
         q.enqueue(chunk).await.unwrap();
     }
     assert_eq!(q.claim(MAX_BATCH).await.unwrap().len(), MAX_BATCH);
     assert_eq!(q.claim(MAX_BATCH).await.unwrap().len(), 200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     // 1,200 expired claims: one claim call takes back at most MAX_BATCH.
     let after = q.claim(1).await.unwrap();
     assert_eq!(after.len(), 1);

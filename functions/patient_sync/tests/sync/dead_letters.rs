@@ -98,7 +98,7 @@ async fn nack_with_a_delay_and_a_reason_then_the_last_failed_delivery_dead_lette
     let ids = claim_ids(&first);
     let reply = nack(
         &t.app,
-        &json!({"ids": [ids[0], "nope"], "delay_ms": 500, "error": "downstream said 500"}),
+        &json!({"ids": [ids[0], "nope"], "delay_ms": 1500, "error": "downstream said 500"}),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -115,7 +115,7 @@ async fn nack_with_a_delay_and_a_reason_then_the_last_failed_delivery_dead_lette
     let early = claim(&t.app, "c", 10).await;
     assert_eq!(early.body["changes"][0]["change"]["patient_id"], "p2");
     assert_eq!(early.body["changes"].as_array().unwrap().len(), 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     let late = claim(&t.app, "c", 10).await;
     assert_eq!(late.body["changes"][0]["change"]["patient_id"], "p1");
     assert_eq!(late.body["changes"][0]["delivery"], 2);
@@ -133,12 +133,13 @@ async fn nack_with_a_delay_and_a_reason_then_the_last_failed_delivery_dead_lette
 
 #[tokio::test]
 async fn an_extended_claim_is_not_handed_out_again() {
-    let t = spawn_app(&[("CHANGE_VISIBILITY_TIMEOUT_MS", "300")]);
+    let t = spawn_app(&[("CHANGE_VISIBILITY_TIMEOUT_MS", "800")]);
     sync(&t.app, "c", json!([patient("p1", "Jo")])).await;
     let first = claim(&t.app, "c", 1).await;
     let ids = claim_ids(&first);
+    // A heartbeat every 300 ms for 1.2 s: past the visibility timeout.
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let reply = send(
             &t.app,
             post(
@@ -151,7 +152,7 @@ async fn an_extended_claim_is_not_handed_out_again() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["extended"], 1);
         assert_eq!(reply.body["unknown"], json!(["x"]));
-        assert_eq!(reply.body["visibility_timeout_ms"], 300);
+        assert_eq!(reply.body["visibility_timeout_ms"], 800);
         assert!(claim_ids(&claim(&t.app, "c", 1).await).is_empty());
     }
     let longer = send(
@@ -164,7 +165,7 @@ async fn an_extended_claim_is_not_handed_out_again() {
     )
     .await;
     assert_eq!(longer.body["visibility_timeout_ms"], 5000);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(claim_ids(&claim(&t.app, "c", 1).await).is_empty());
     assert_eq!(
         crate::ack(&t.app, "c", &[&ids[0]]).await.body["acknowledged"],
@@ -348,10 +349,7 @@ async fn bad_input_to_nack_extend_and_the_dead_letter_routes_is_4xx_and_writes_n
         }
         send(
             &t.app,
-            admin_get(
-                &"/admin/practices/a:*/changes/dead-letters".to_string(),
-                Some(TOKEN),
-            ),
+            admin_get("/admin/practices/a:*/changes/dead-letters", Some(TOKEN)),
         )
         .await
         .assert_error(400, "invalid_id");
