@@ -24,7 +24,8 @@
 //!   filtering reads [`LEVEL`] and [`TIMESTAMP`].
 //!
 //! Every count is on every line, zero included: an alert that adds two
-//! series needs both.
+//! series needs both. The queue gauges ([`QUEUE_GAUGES`]) are the
+//! exception: they are on the lines of intervals in which a queue was read.
 
 /// Cloud Logging's severity field (`INFO`, `WARNING`, `ERROR`, ...).
 pub const SEVERITY: &str = "severity";
@@ -153,6 +154,21 @@ pub const COLD_STARTS: &str = "cold_starts";
 pub const INIT_DURATION_MS: &str = "init_duration_ms";
 /// The value of [`SLOW_OPERATIONS`]'s threshold, written on the line.
 pub const SLOW_THRESHOLD_MS: &str = "redis_slow_threshold_ms";
+/// Queue gauges (not counts): the largest backlog (items waiting to be
+/// claimed, delayed ones included) among the queues the process read in the
+/// interval (a claim, a status). Written only on the lines of intervals in
+/// which a queue was read: a process that serves no queue writes none, and
+/// an alert on it treats a missing value as "not breaching".
+pub const QUEUE_BACKLOG: &str = "queue_backlog";
+/// Queue gauge: the largest age, in milliseconds, of the oldest item
+/// neither acknowledged nor dead-lettered, among the queues read in the
+/// interval (0 when they were empty). As [`QUEUE_BACKLOG`].
+pub const QUEUE_OLDEST_AGE_MS: &str = "queue_oldest_age_ms";
+/// Queue gauge: the largest dead-letter count among the queues read in the
+/// interval. As [`QUEUE_BACKLOG`].
+pub const QUEUE_DEAD_LETTERS: &str = "queue_dead_letters";
+/// The queue gauges, written together.
+pub const QUEUE_GAUGES: &[&str] = &[QUEUE_BACKLOG, QUEUE_OLDEST_AGE_MS, QUEUE_DEAD_LETTERS];
 
 /// A round trip at least this long counts as slow. Fixed, so that the
 /// latency objective in Terraform means the same thing in every function.
@@ -213,6 +229,9 @@ pub const METRICS: &[(&str, Unit)] = &[
     (HTTP_PROBE_REQUESTS, Unit::Count),
     (COLD_STARTS, Unit::Count),
     (INIT_DURATION_MS, Unit::Milliseconds),
+    (QUEUE_BACKLOG, Unit::Count),
+    (QUEUE_OLDEST_AGE_MS, Unit::Milliseconds),
+    (QUEUE_DEAD_LETTERS, Unit::Count),
 ];
 
 /// The route of the black-box probe every function answers.

@@ -44,6 +44,8 @@ use axum::http::Request;
 use axum::routing::get;
 use hcl::{Block, Body as HclBody, Expression};
 use serde_json::Value;
+use shared::blocks::keys::Tenant;
+use shared::blocks::queue::{Queue, QueueSettings};
 use shared::config::LogFormat;
 use shared::contract as names;
 use shared::telemetry::{self, IntervalPolicy, MetricsReporter, RouteKind};
@@ -97,8 +99,13 @@ struct Contract {
     metrics_event: String,
 }
 
-/// Performs real round trips (one of them failing) and captures the metrics
-/// line the code writes for them.
+/// The queue gauges issue 15 added (backlog, oldest item's age, dead
+/// letters): written on the lines of intervals in which a queue was read,
+/// which the line below makes happen with a real queue read.
+const ISSUE_15_QUEUE_FIELDS: &[&str] = names::QUEUE_GAUGES;
+
+/// Performs real round trips (one of them failing, one reading a queue) and
+/// captures the metrics line the code writes for them.
 async fn written_metrics_line() -> Value {
     let server = RedisServer::start();
     let client = server.client();
@@ -122,6 +129,14 @@ async fn written_metrics_line() -> Value {
         })
         .await
         .unwrap_err();
+    let queue = Queue::new(
+        client.clone(),
+        &Tenant::new("practice_id", "contract").unwrap(),
+        "changes",
+        QueueSettings::new(Duration::from_secs(30)),
+    );
+    queue.enqueue(&["change"]).await.unwrap();
+    queue.claim(1).await.unwrap();
     reporter.record_response(503, RouteKind::User, Duration::ZERO);
     assert!(reporter.flush());
     logs.text()
@@ -1205,6 +1220,12 @@ async fn the_line_writes_every_field_and_dimension_set_the_alerts_read() {
             "{field}: an EMF metric exactly when it is a count"
         );
     }
+    for field in ISSUE_15_QUEUE_FIELDS {
+        assert!(
+            written.log_fields.contains(*field) && written.emf_metrics.contains(*field),
+            "{field}: written, and an EMF metric, on a line whose interval read a queue"
+        );
+    }
     for set in names::DIMENSION_SETS {
         let set: BTreeSet<String> = set.iter().map(|d| (*d).to_owned()).collect();
         assert!(
@@ -1660,6 +1681,20 @@ impl Scenario {
         }
         ((count > 0).then_some(total), count)
     }
+
+    /// The largest value of `field` over the lines of `function` in minutes
+    /// `from..=to` (None when no line carries it: missing data).
+    fn max(&self, function: Option<&str>, field: &str, from: i64, to: i64) -> Option<f64> {
+        self.lines
+            .iter()
+            .filter(|(f, _)| function.is_none_or(|want| want == f.as_str()))
+            .flat_map(|(_, minutes)| {
+                (from.max(0)..=to.min(self.minutes as i64 - 1))
+                    .flat_map(move |m| minutes[m as usize].lines.iter())
+            })
+            .filter_map(|line| line.get(field).and_then(Value::as_f64))
+            .reduce(f64::max)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1844,6 +1879,7 @@ fn metric_value(s: &Scenario, metric: &Value, period_min: i64, minute: i64) -> O
     match stat {
         "Sum" => sum,
         "SampleCount" => (count > 0).then_some(count as f64),
+        "Maximum" => s.max(service, name, from, minute),
         other => panic!("stat {other} not simulated"),
     }
 }
@@ -2025,7 +2061,7 @@ fn series_line(name: &str, labels: &[(&str, &str)], values: &[f64]) -> String {
 }
 
 /// The scenario as Cloud Monitoring series: the log-based metrics' _sum
-/// (and _count for http_requests) as counters, Cloud Run's request_count
+/// (and _count for http_requests and the queue gauges) as counters, Cloud Run's request_count
 /// by response code, and the uptime checks from three regions.
 fn promtool_series(catalogue: &Value, s: &Scenario, uptime_ids: &BTreeMap<&str, &str>) -> String {
     let environment = catalogue["environment"].as_str().unwrap();
@@ -2068,7 +2104,7 @@ fn promtool_series(catalogue: &Value, s: &Scenario, uptime_ids: &BTreeMap<&str, 
                 &labels,
                 &sums,
             );
-            if field == names::HTTP_REQUESTS {
+            if field == names::HTTP_REQUESTS || names::QUEUE_GAUGES.contains(&field.as_str()) {
                 out += &series_line(
                     &format!("logging_googleapis_com:user_{field}_count"),
                     &labels,
@@ -2720,4 +2756,109 @@ fn lambda_throttles_that_never_reach_the_code_page_through_the_platform_slo() {
     let fired = first_alarm(platform).expect("the platform SLO burns on throttles");
     assert!(fired <= 61, "{fired}");
     assert_eq!(first_alarm(&run.states["page"]), Some(fired));
+}
+
+/// 90 minutes of patient_sync lines carrying the queue gauges (tebra_debug's
+/// lines carry none): the backlog at 5,000 from minute 20 to 60, three dead
+/// letters from 30 until they are replayed at 70, an item 30 minutes old
+/// from 40 to 60.
+fn queue_trouble() -> Scenario {
+    let minutes = 90;
+    let mut s = Scenario::new(minutes, &["tebra_debug", "patient_sync"]);
+    let traffic = Traffic {
+        user_ok: 10,
+        probe_ok: 3,
+        redis_ops: 23,
+        ..Traffic::default()
+    };
+    for m in 0..minutes {
+        s.push("tebra_debug", m, synthetic_line("tebra_debug", traffic));
+        let mut line = synthetic_line("patient_sync", traffic);
+        let backlog = if (20..60).contains(&m) { 5_000 } else { 10 };
+        let dead = if (30..70).contains(&m) { 3 } else { 0 };
+        let age = if (40..60).contains(&m) {
+            1_800_000
+        } else {
+            60_000
+        };
+        line[names::QUEUE_BACKLOG] = backlog.into();
+        line[names::QUEUE_DEAD_LETTERS] = dead.into();
+        line[names::QUEUE_OLDEST_AGE_MS] = age.into();
+        s.push("patient_sync", m, line);
+    }
+    s
+}
+
+#[test]
+fn the_queue_alerts_fire_on_a_backlog_an_old_item_and_dead_letters_and_clear() {
+    let catalogue = catalogue();
+    let s = queue_trouble();
+    let run = evaluate_aws(&catalogue, &s);
+    let alarm = |key: &str| &run.states[&format!("notify:{key}")];
+    // Backlog: three 5-minute periods above 1,000.
+    let backlog = alarm("queue-backlog");
+    assert_eq!(first_alarm(backlog), Some(30), "{backlog:?}");
+    assert!(last_alarm(backlog).is_some_and(|m| m < 65), "{backlog:?}");
+    // Dead letters: at once, until replayed.
+    let dead = alarm("queue-dead-letters");
+    assert_eq!(first_alarm(dead), Some(30), "{dead:?}");
+    assert_eq!(last_alarm(dead), Some(73), "{dead:?}");
+    // Oldest item: one period above 15 minutes.
+    let old = alarm("queue-oldest-age");
+    assert_eq!(first_alarm(old), Some(40), "{old:?}");
+    assert_eq!(last_alarm(old), Some(63), "{old:?}");
+    // Without queue gauges (tebra_debug's lines) nothing fires: a healthy
+    // copy of the scenario stays quiet.
+    let mut quiet = queue_trouble();
+    for minute in quiet.lines.get_mut("patient_sync").unwrap() {
+        for line in &mut minute.lines {
+            line[names::QUEUE_BACKLOG] = 10.into();
+            line[names::QUEUE_DEAD_LETTERS] = 0.into();
+            line[names::QUEUE_OLDEST_AGE_MS] = 60_000.into();
+        }
+    }
+    let calm = evaluate_aws(&catalogue, &quiet);
+    for key in ["queue-backlog", "queue-dead-letters", "queue-oldest-age"] {
+        assert_eq!(
+            first_alarm(&calm.states[&format!("notify:{key}")]),
+            None,
+            "{key}"
+        );
+    }
+
+    let at = |minute: usize, alert: &'static str, firing: bool| Expect {
+        minute,
+        alert,
+        firing: if firing {
+            vec![Some("patient_sync")]
+        } else {
+            vec![]
+        },
+    };
+    promtool_test(
+        &catalogue,
+        &s,
+        &[
+            at(19, "queue_backlog", false),
+            at(30, "queue_backlog", false),
+            at(40, "queue_backlog", true),
+            at(85, "queue_backlog", false),
+            at(29, "queue_dead_letters", false),
+            at(35, "queue_dead_letters", true),
+            at(68, "queue_dead_letters", true),
+            at(85, "queue_dead_letters", false),
+            at(39, "queue_oldest_age", false),
+            at(55, "queue_oldest_age", true),
+            at(85, "queue_oldest_age", false),
+        ],
+    );
+    promtool_test(
+        &catalogue,
+        &quiet,
+        &[
+            at(45, "queue_backlog", false),
+            at(45, "queue_dead_letters", false),
+            at(55, "queue_oldest_age", false),
+        ],
+    );
 }

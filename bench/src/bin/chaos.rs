@@ -9,15 +9,26 @@
 //! - `/redis-health` turns 503 within 1 s of an outage (kill, pause) and 200
 //!   within 2 s of recovery;
 //! - every write acknowledged with a 2xx is present afterwards (patient
-//!   syncs: their change is in the queue; session appends: their sequence
-//!   number is in the session's events). Redis runs
+//!   syncs: their change was handed to the consumer, is still in the queue,
+//!   or is a dead letter; session appends: their sequence number is in the
+//!   session's events). Redis runs
 //!   with `appendfsync always`, so not even a SIGKILL may lose one);
 //! - open file descriptors do not grow across restarts; resident memory is
 //!   reported over a steady soak at the end.
 //!
+//! The queue scenario (`patient_sync`): besides the syncing callers, two
+//! consumers claim changes all along and acknowledge them, except the
+//! poison ones (one sync in ten carries a patient the consumer cannot
+//! process), which they nack with a reason; with `CHANGE_MAX_DELIVERIES=2`
+//! each poison change must end as a dead letter (listed through the admin
+//! route, with its delivery count and last error), whatever the faults did
+//! to the nacks (an expired claim counts as a failed delivery too).
+//!
 //! Prints a table, writes `bench-results/chaos.json`, rewrites the results
 //! section of `docs/reliability.md`, and exits 1 if a promise was broken.
-//! `CHAOS_PHASE_SECS` (default 3) sets the length of each phase.
+//! `CHAOS_PHASE_SECS` (default 3) sets the length of each phase;
+//! `CHAOS_FUNCTIONS=patient_sync` (comma-separated) runs some functions
+//! only, and then writes neither the results file nor the document.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +101,31 @@ struct Tally {
     acked: Vec<(String, String)>,
     /// 5xx answers by kind, per fault window (index into `Fault::ALL`).
     fault_errors: BTreeMap<usize, BTreeMap<String, u64>>,
+    /// (practice, patient) of every change the consumers were handed.
+    consumed: BTreeSet<(String, String)>,
+    /// Nacks of poison changes answered 200, and how many of their changes
+    /// the queue reported dead-lettered.
+    nacks: u64,
+    nacked_dead: u64,
+}
+
+/// What the queue scenario proved (patient_sync only).
+#[derive(Debug, Serialize)]
+struct QueueOutcome {
+    max_deliveries: u32,
+    /// Changes the consumers were handed (first deliveries and redeliveries).
+    consumed: usize,
+    /// Poison syncs acknowledged with a 2xx.
+    poison_acknowledged: usize,
+    /// Dead letters listed at the end.
+    dead_letters: usize,
+    /// Acknowledged poison changes missing from the dead letters.
+    poison_not_dead_lettered: usize,
+    /// Dead letters that are not poison (a healthy change dead-lettered:
+    /// faults made it fail every delivery).
+    healthy_dead_lettered: usize,
+    /// Dead letters whose deliveries or last error are not recorded.
+    dead_letters_without_record: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +149,7 @@ struct Report {
     max_latency_ms: f64,
     writes_acknowledged: usize,
     writes_lost: usize,
+    queue: Option<QueueOutcome>,
     process_alive: bool,
     panics_logged: usize,
     fds_before: usize,
@@ -210,7 +247,12 @@ async fn worker(run: Arc<Run>, workload: Workload, w: usize) {
             }
             Workload::PatientSync => {
                 let practice = format!("chaos-{}", w % 5);
-                let id = format!("w{w}-{i}");
+                // One sync in ten carries a patient the consumer cannot process.
+                let id = if i.is_multiple_of(10) {
+                    format!("w{w}-{i}-{POISON}")
+                } else {
+                    format!("w{w}-{i}")
+                };
                 let body = json!({ "patients": [{ "id": id, "seq": i, "note": "chaos" }] });
                 let req = run
                     .http
@@ -245,6 +287,93 @@ async fn worker(run: Arc<Run>, workload: Workload, w: usize) {
                 let req = run.http.post(format!("{session}/events")).json(&event);
                 send(&run, req, Some((format!("s{w}"), String::new()))).await;
             }
+        }
+    }
+}
+
+/// Marks a poison patient id: the consumer nacks its change.
+const POISON: &str = "poison";
+/// Deliveries before a change is dead-lettered in the queue scenario.
+const MAX_DELIVERIES: u32 = 2;
+/// The admin token of the queue scenario (dead-letter routes).
+const ADMIN_TOKEN: &str = "chaos-admin-token-7f3a9c2e51";
+
+/// Claims changes of one practice (up to 50) and settles them: poison ones
+/// nacked with a reason, the others acknowledged. Returns whether anything
+/// was claimed; a failed call (a fault) returns false.
+async fn consume_once(run: &Run, practice: &str) -> bool {
+    let reply = run
+        .http
+        .post(format!(
+            "{}/practices/{practice}/changes/claim?max=50",
+            run.base
+        ))
+        .send()
+        .await;
+    let claimed: Value = match reply {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        _ => return false,
+    };
+    let changes = claimed["changes"].as_array().cloned().unwrap_or_default();
+    if changes.is_empty() {
+        return false;
+    }
+    let (mut poison, mut healthy) = (Vec::new(), Vec::new());
+    {
+        let mut tally = run
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in &changes {
+            let patient = c["change"]["patient_id"].as_str().unwrap_or_default();
+            tally
+                .consumed
+                .insert((practice.to_owned(), patient.to_owned()));
+            if patient.ends_with(POISON) {
+                poison.push(c["claim_id"].clone());
+            } else {
+                healthy.push(c["claim_id"].clone());
+            }
+        }
+    }
+    if !healthy.is_empty() {
+        let _ = run
+            .http
+            .post(format!("{}/practices/{practice}/changes/ack", run.base))
+            .json(&json!({ "ids": healthy }))
+            .send()
+            .await;
+    }
+    if !poison.is_empty() {
+        let nacked = run
+            .http
+            .post(format!("{}/practices/{practice}/changes/nack", run.base))
+            .json(&json!({ "ids": poison, "error": "chaos: the consumer cannot process this change" }))
+            .send()
+            .await;
+        if let Ok(r) = nacked
+            && r.status().is_success()
+        {
+            let body: Value = r.json().await.unwrap_or_default();
+            let mut tally = run
+                .tally
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tally.nacks += 1;
+            tally.nacked_dead += body["dead_lettered"].as_u64().unwrap_or(0);
+        }
+    }
+    true
+}
+
+/// A downstream consumer of the practices' change queues during the run.
+async fn consumer(run: Arc<Run>, c: usize) {
+    let mut k = c;
+    while !run.stop.load(Ordering::Relaxed) {
+        let practice = format!("chaos-{}", k % 5);
+        k += 1;
+        if !consume_once(&run, &practice).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -400,15 +529,135 @@ async fn lost_writes(run: &Run, workload: Workload, acked: &[(String, String)]) 
             acked.iter().filter(|w| !seen.contains(*w)).count()
         }
         Workload::PatientSync => {
-            let practices: BTreeSet<&String> = acked.iter().map(|(p, _)| p).collect();
-            let mut seen = BTreeSet::new();
-            for practice in practices {
-                for patient in bench::drain_changes(&run.http, &run.base, practice).await {
-                    seen.insert((practice.clone(), patient));
-                }
-            }
+            // Every change was handed to a consumer, during the run or by
+            // the drain below (which waits for claims that expired to come
+            // back), or is a dead letter.
+            let mut seen = drain_queues(run).await;
+            let dead = dead_letters(run).await;
+            seen.extend(dead.iter().map(|d| (d.practice.clone(), d.patient.clone())));
             acked.iter().filter(|w| !seen.contains(*w)).count()
         }
+    }
+}
+
+/// One dead letter as the admin route lists it.
+#[derive(Debug)]
+struct DeadLetter {
+    practice: String,
+    patient: String,
+    deliveries: u64,
+    has_error: bool,
+}
+
+/// Consumes every practice's queue until nothing is pending, claimed or
+/// delayed (poison changes are nacked into the dead letters); returns what
+/// the consumers were handed over the whole run.
+async fn drain_queues(run: &Run) -> BTreeSet<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in 0..5 {
+        let practice = format!("chaos-{p}");
+        loop {
+            if Instant::now() > deadline {
+                bench::fail("draining the change queues after the run took over 60 s");
+            }
+            if consume_once(run, &practice).await {
+                continue;
+            }
+            let status: Value = match run
+                .http
+                .get(format!("{}/practices/{practice}/sync/status", run.base))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                _ => Value::Null,
+            };
+            let left = ["changes_pending", "changes_claimed", "changes_delayed"]
+                .iter()
+                .map(|k| status[k].as_u64().unwrap_or(1))
+                .sum::<u64>();
+            if left == 0 {
+                break;
+            }
+            // Claims a consumer lost in a fault expire, then come back.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    run.tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .consumed
+        .clone()
+}
+
+/// Every practice's dead letters, through the admin route.
+async fn dead_letters(run: &Run) -> Vec<DeadLetter> {
+    let mut out = Vec::new();
+    for p in 0..5 {
+        let practice = format!("chaos-{p}");
+        let mut offset = 0;
+        loop {
+            let page: Value = match run
+                .http
+                .get(format!(
+                    "{}/admin/practices/{practice}/changes/dead-letters?limit=100&offset={offset}",
+                    run.base
+                ))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                Ok(r) => bench::fail(&format!("listing dead letters: HTTP {}", r.status())),
+                Err(e) => bench::fail(&format!("listing dead letters: {e}")),
+            };
+            let items = page["dead_letters"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                break;
+            }
+            offset += items.len();
+            for d in items {
+                out.push(DeadLetter {
+                    practice: practice.clone(),
+                    patient: d["change"]["patient_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    deliveries: d["deliveries"].as_u64().unwrap_or(0),
+                    has_error: d["last_error"].is_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The dead-letter path of the queue scenario, checked after the drain.
+async fn queue_outcome(run: &Run, acked: &[(String, String)]) -> QueueOutcome {
+    let dead = dead_letters(run).await;
+    let listed: BTreeSet<(String, String)> = dead
+        .iter()
+        .map(|d| (d.practice.clone(), d.patient.clone()))
+        .collect();
+    let poison: Vec<&(String, String)> =
+        acked.iter().filter(|(_, p)| p.ends_with(POISON)).collect();
+    let consumed = run
+        .tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .consumed
+        .len();
+    QueueOutcome {
+        max_deliveries: MAX_DELIVERIES,
+        consumed,
+        poison_acknowledged: poison.len(),
+        dead_letters: dead.len(),
+        poison_not_dead_lettered: poison.iter().filter(|w| !listed.contains(**w)).count(),
+        healthy_dead_lettered: dead.iter().filter(|d| !d.patient.ends_with(POISON)).count(),
+        dead_letters_without_record: dead
+            .iter()
+            .filter(|d| d.deliveries != u64::from(MAX_DELIVERIES) || !d.has_error)
+            .count(),
     }
 }
 
@@ -429,6 +678,14 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
             ("REQUEST_TIMEOUT_MS", &DEADLINE_MS.to_string()),
             ("RATE_LIMIT_PER_MINUTE", "100000"),
             ("LOG_LEVEL", "warn"),
+            // The load is anonymous: without this the default (platform)
+            // answers every tenant route 401 and no write is ever made.
+            ("AUTH_MODE", "none"),
+            // The queue scenario (patient_sync): few deliveries, claims a
+            // consumer lost in a fault come back within the drain.
+            ("CHANGE_MAX_DELIVERIES", &MAX_DELIVERIES.to_string()),
+            ("CHANGE_VISIBILITY_TIMEOUT_MS", "2000"),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
         ],
     );
     f.wait_ready(Duration::from_secs(10)).await;
@@ -449,6 +706,11 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         .map(|w| tokio::spawn(worker(run.clone(), workload, w)))
         .collect();
     tasks.push(tokio::spawn(prober(run.clone())));
+    if workload == Workload::PatientSync {
+        for c in 0..2 {
+            tasks.push(tokio::spawn(consumer(run.clone(), c)));
+        }
+    }
 
     let steady = Duration::from_secs_f64(phase);
     tokio::time::sleep(steady).await;
@@ -487,6 +749,12 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    // What the consumers were handed during the run stays with the run:
+    // the drain adds to it, and the check reads it.
+    run.tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .consumed = std::mem::take(&mut tally.consumed);
     let faults: Vec<FaultResult> = windows
         .iter()
         .enumerate()
@@ -500,13 +768,26 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         tally.acked.len()
     ));
     let writes_lost = lost_writes(&run, workload, &tally.acked).await;
+    let queue = match workload {
+        Workload::PatientSync => Some(queue_outcome(&run, &tally.acked).await),
+        _ => None,
+    };
+    let queue_ok = queue.as_ref().is_none_or(|q| {
+        q.poison_acknowledged > 0
+            && q.poison_not_dead_lettered == 0
+            && q.dead_letters_without_record == 0
+    });
     let process_alive = f.is_running();
     let panics_logged = f.output().matches("panicked").count();
+    // A writing workload must have written: 0 lost of 0 proves nothing.
+    let wrote = workload == Workload::Diagnostics || !tally.acked.is_empty();
     let passed = process_alive
+        && wrote
         && panics_logged == 0
         && tally.deadline_misses == 0
         && tally.transport_errors == 0
         && writes_lost == 0
+        && queue_ok
         && faults.iter().all(|r| r.ok)
         && fds_after <= fds_before + 4
         && soak_rss
@@ -523,6 +804,7 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
         max_latency_ms: tally.max_latency_ms,
         writes_acknowledged: tally.acked.len(),
         writes_lost,
+        queue,
         process_alive,
         panics_logged,
         fds_before,
@@ -625,6 +907,22 @@ fn render(reports: &[Report], phase: f64) -> String {
             })
         })
         .collect();
+    for r in reports {
+        if let Some(q) = &r.queue {
+            lines.push(format!(
+                "{} queue: {} changes handed to the consumers; {} poison syncs acknowledged, {} dead letters after CHANGE_MAX_DELIVERIES={} ({} poison not dead-lettered, {} healthy dead-lettered, {} without delivery count or last error); acknowledged writes lost: {}",
+                r.function,
+                q.consumed,
+                q.poison_acknowledged,
+                q.dead_letters,
+                q.max_deliveries,
+                q.poison_not_dead_lettered,
+                q.healthy_dead_lettered,
+                q.dead_letters_without_record,
+                r.writes_lost,
+            ));
+        }
+    }
     lines.push(String::new());
     lines.push(table(
         &[
@@ -643,11 +941,21 @@ fn render(reports: &[Report], phase: f64) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let phase: f64 = env_or("CHAOS_PHASE_SECS", 3.0);
+    let only: Option<Vec<String>> = std::env::var("CHAOS_FUNCTIONS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(|f| f.trim().to_owned()).collect());
     let targets: Vec<(&str, Workload)> = vec![
         ("tebra_debug", Workload::Diagnostics),
         ("patient_sync", Workload::PatientSync),
         ("sessions", Workload::Sessions),
-    ];
+    ]
+    .into_iter()
+    .filter(|(name, _)| only.as_ref().is_none_or(|o| o.iter().any(|f| f == name)))
+    .collect();
+    if targets.is_empty() {
+        bench::fail("CHAOS_FUNCTIONS names none of tebra_debug, patient_sync, sessions");
+    }
     let mut reports = Vec::new();
     for (name, workload) in targets {
         let bin = std::path::Path::new("target/release").join(name);
@@ -661,12 +969,17 @@ async fn main() {
     }
     let text = render(&reports, phase);
     out(&text);
-    let path = bench::write_results("chaos", &json!({ "phase_secs": phase, "reports": reports }));
-    bench::update_doc("docs/reliability.md", "chaos", &text);
-    out(&format!(
-        "results: {} (and docs/reliability.md)",
-        path.display()
-    ));
+    if only.is_none() {
+        let path =
+            bench::write_results("chaos", &json!({ "phase_secs": phase, "reports": reports }));
+        bench::update_doc("docs/reliability.md", "chaos", &text);
+        out(&format!(
+            "results: {} (and docs/reliability.md)",
+            path.display()
+        ));
+    } else {
+        out("CHAOS_FUNCTIONS is set: results file and docs/reliability.md left as they were");
+    }
     if reports.iter().any(|r| !r.passed) {
         bench::fail("a promise was broken (see FAIL above)");
     }

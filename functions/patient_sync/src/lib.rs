@@ -5,9 +5,19 @@
 //! Routes (besides the common `/redis-health` and `/healthz`), documented
 //! with examples in `docs/patient_sync.md`:
 //! - `POST /practices/{practice_id}/patients/sync[?mode=full]`: compare,
-//!   store and queue; `Idempotency-Key` supported; rate limited per practice.
+//!   store and queue; `Idempotency-Key` supported; rate limited per practice
+//!   (a replay of a completed idempotent request is answered before the
+//!   limiter and spends none of the budget).
 //! - `POST /practices/{practice_id}/changes/claim?max=N`: claim queued changes.
 //! - `POST /practices/{practice_id}/changes/ack`: acknowledge claimed changes.
+//! - `POST /practices/{practice_id}/changes/nack`: release claimed changes
+//!   that could not be processed (optional delay and error reason); after
+//!   `CHANGE_MAX_DELIVERIES` deliveries a change goes to the dead letters.
+//! - `POST /practices/{practice_id}/changes/extend`: extend claims (heartbeat).
+//! - Admin (`Authorization: Bearer <ADMIN_TOKEN>`, `404` when unset):
+//!   `GET /admin/practices/{practice_id}/changes/dead-letters` lists dead
+//!   letters, `POST …/dead-letters/replay` puts them back in the queue
+//!   (delivery count reset), `POST …/dead-letters/drop` deletes them.
 //! - `GET /practices/{practice_id}/sync/status`: counts, last sync, rate limit.
 //! - `GET /practices/{practice_id}/patients/count`: how many patients the
 //!   practice has on record, read through the fallback combinator (`null`
@@ -91,6 +101,7 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
             SyncSettings {
                 record_ttl: settings.record_ttl,
                 visibility_timeout: settings.visibility_timeout,
+                max_deliveries: settings.max_deliveries,
                 idempotency_ttl: IdempotencySettings::default().ttl,
             },
         ),
@@ -108,14 +119,37 @@ pub fn app_with(ctx: AppContext, settings: Settings) -> Router {
             post(claim_changes),
         )
         .route("/practices/{practice_id}/changes/ack", post(ack_changes))
+        .route("/practices/{practice_id}/changes/nack", post(nack_changes))
+        .route(
+            "/practices/{practice_id}/changes/extend",
+            post(extend_changes),
+        )
         .route("/practices/{practice_id}/sync/status", get(sync_status))
         .route(
             "/practices/{practice_id}/patients/count",
             get(patient_count),
         )
-        .with_state(service);
+        .with_state(service.clone());
     let routes = shared::http::bind_tenant(routes, &ctx, "practice_id");
-    shared::http::finish(routes, &ctx)
+    // The dead letters carry patient records and concern the operators,
+    // not a practice's consumer: behind ADMIN_TOKEN (404 without one), not
+    // the practice's identity.
+    let admin = Router::new()
+        .route(
+            "/admin/practices/{practice_id}/changes/dead-letters",
+            get(list_dead_letters),
+        )
+        .route(
+            "/admin/practices/{practice_id}/changes/dead-letters/replay",
+            post(replay_dead_letters),
+        )
+        .route(
+            "/admin/practices/{practice_id}/changes/dead-letters/drop",
+            post(drop_dead_letters),
+        )
+        .with_state(service);
+    let admin = shared::http::admin_only(admin, ctx.config.admin_token.clone());
+    shared::http::finish(routes.merge(admin), &ctx)
 }
 
 #[derive(Debug)]
@@ -280,16 +314,11 @@ async fn sync_patients(
     };
     let batch = Batch::new(body.patients, mode)?;
 
-    let decision = service.limiter.check(&practice, "sync").await?;
-    if !decision.allowed {
-        tracing::info!(
-            practice = practice.id(),
-            limit = decision.limit,
-            "sync rate limited"
-        );
-        return Err(ApiError::too_many_requests(decision.retry_after));
-    }
-
+    // A retry of a completed request is answered from its stored response
+    // before the rate limiter, and spends none of the practice's budget: a
+    // client retrying after a lost reply must get its answer, not a 429.
+    // An in-progress duplicate (409) or a reused key (422) spends none
+    // either. Only a request that will run is counted.
     let idempotency = service.idempotency(&practice, &caller)?;
     let pending = match &idempotency_key {
         None => None,
@@ -310,12 +339,28 @@ async fn sync_patients(
         },
     };
 
+    let decision = match service.limiter.check(&practice, "sync").await {
+        Ok(decision) => decision,
+        Err(err) => {
+            abandon(&idempotency, pending).await;
+            return Err(err.into());
+        }
+    };
+    if !decision.allowed {
+        // The key was taken for a request that will not run: give it back,
+        // so that the retry after `Retry-After` runs.
+        abandon(&idempotency, pending).await;
+        tracing::info!(
+            practice = practice.id(),
+            limit = decision.limit,
+            "sync rate limited"
+        );
+        return Err(ApiError::too_many_requests(decision.retry_after));
+    }
+
     let outcome = run_sync(&service, &practice, &batch, mode, pending.as_ref()).await;
-    if outcome.is_err()
-        && let Some(pending) = pending
-    {
-        // Best effort: if Redis is down the marker expires by itself.
-        let _ = idempotency.abandon(pending).await;
+    if outcome.is_err() {
+        abandon(&idempotency, pending).await;
     }
     let report = outcome?;
     tracing::info!(
@@ -327,6 +372,14 @@ async fn sync_patients(
         "patients synced"
     );
     Ok(Json(report).into_response())
+}
+
+/// Gives up an idempotency key taken by a request that will not run.
+/// Best effort: if Redis is down the marker expires by itself.
+async fn abandon(idempotency: &Idempotency, pending: Option<Pending>) {
+    if let Some(pending) = pending {
+        let _ = idempotency.abandon(pending).await;
+    }
 }
 
 /// The sync itself, under the practice's lock in full mode.
@@ -411,8 +464,7 @@ async fn claim_changes(
     );
     Ok(Json(ClaimResponse {
         changes,
-        visibility_timeout_ms: u64::try_from(service.settings.visibility_timeout.as_millis())
-            .unwrap_or(u64::MAX),
+        visibility_timeout_ms: millis(service.settings.visibility_timeout),
     }))
 }
 
@@ -449,6 +501,304 @@ async fn ack_changes(
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NackBody {
+    ids: Vec<String>,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NackResponse {
+    requeued: usize,
+    dead_lettered: usize,
+    unknown: Vec<String>,
+}
+
+/// Releases claimed changes the consumer could not process: each goes back
+/// to the queue (after `delay_ms`), or to the dead letters after its last
+/// delivery. `error` is kept as the change's last error; it is never logged.
+async fn nack_changes(
+    State(service): AppState,
+    Practice(practice): Practice,
+    shared::Json(body): shared::Json<NackBody>,
+) -> Result<Json<NackResponse>, ApiError> {
+    if body.ids.len() > queue::MAX_BATCH {
+        return Err(QueueError::InvalidBatch.into());
+    }
+    if body.delay_ms > millis(queue::MAX_DELAY) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "`delay_ms` must be at most {} (12 hours)",
+                millis(queue::MAX_DELAY)
+            ),
+        ));
+    }
+    if body
+        .error
+        .as_ref()
+        .is_some_and(|e| e.len() > queue::MAX_REASON_BYTES)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("`error` must be at most {} bytes", queue::MAX_REASON_BYTES),
+        ));
+    }
+    let report = service
+        .sync
+        .queue(&practice)
+        .nack(
+            &body.ids,
+            Duration::from_millis(body.delay_ms),
+            body.error.as_deref(),
+        )
+        .await?;
+    tracing::info!(
+        practice = practice.id(),
+        requeued = report.requeued.len(),
+        dead_lettered = report.dead_lettered.len(),
+        unknown = report.unknown.len(),
+        "changes released"
+    );
+    Ok(Json(NackResponse {
+        requeued: report.requeued.len(),
+        dead_lettered: report.dead_lettered.len(),
+        unknown: report.unknown,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    ids: Vec<String>,
+    #[serde(default)]
+    visibility_timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ExtendResponse {
+    extended: usize,
+    unknown: Vec<String>,
+    visibility_timeout_ms: u64,
+    deadline_ms: Option<u64>,
+}
+
+/// Renews claims (a consumer's heartbeat): each known claim stays
+/// invisible for `visibility_timeout_ms` more (default: the configured
+/// visibility timeout).
+async fn extend_changes(
+    State(service): AppState,
+    Practice(practice): Practice,
+    shared::Json(body): shared::Json<ExtendBody>,
+) -> Result<Json<ExtendResponse>, ApiError> {
+    if body.ids.len() > queue::MAX_BATCH {
+        return Err(QueueError::InvalidBatch.into());
+    }
+    let visibility_ms = body
+        .visibility_timeout_ms
+        .unwrap_or_else(|| millis(service.settings.visibility_timeout));
+    if visibility_ms == 0 || visibility_ms > millis(queue::MAX_DELAY) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "`visibility_timeout_ms` must be from 1 to {} (12 hours)",
+                millis(queue::MAX_DELAY)
+            ),
+        ));
+    }
+    let report = service
+        .sync
+        .queue(&practice)
+        .extend(&body.ids, Duration::from_millis(visibility_ms))
+        .await?;
+    tracing::info!(
+        practice = practice.id(),
+        extended = report.extended.len(),
+        unknown = report.unknown.len(),
+        "claims extended"
+    );
+    Ok(Json(ExtendResponse {
+        extended: report.extended.len(),
+        deadline_ms: (!report.extended.is_empty()).then_some(report.deadline_ms),
+        unknown: report.unknown,
+        visibility_timeout_ms: visibility_ms,
+    }))
+}
+
+/// Dead letters per page when `limit` is not given.
+pub const DEFAULT_DEAD_LETTER_PAGE: usize = 20;
+
+#[derive(Serialize)]
+struct DeadLetterEntry {
+    change_id: String,
+    deliveries: u32,
+    last_error: Option<String>,
+    dead_lettered_at_ms: u64,
+    change: Value,
+}
+
+#[derive(Serialize)]
+struct DeadLetterList {
+    practice_id: String,
+    total: u64,
+    offset: u64,
+    dead_letters: Vec<DeadLetterEntry>,
+}
+
+async fn list_dead_letters(
+    State(service): AppState,
+    Practice(practice): Practice,
+    RawQuery(query): RawQuery,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    let limit = match query_param(query.as_deref(), "limit")? {
+        None => DEFAULT_DEAD_LETTER_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=queue::MAX_DEAD_LETTER_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "`limit` must be an integer from 1 to {}",
+                        queue::MAX_DEAD_LETTER_PAGE
+                    ),
+                )
+            })?,
+    };
+    let offset = match query_param(query.as_deref(), "offset")? {
+        None => 0,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 1_000_000_000)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "`offset` must be an integer from 0 to 1000000000",
+                )
+            })?,
+    };
+    let page = service
+        .sync
+        .queue(&practice)
+        .dead_letters(offset, limit)
+        .await?;
+    tracing::info!(
+        practice = practice.id(),
+        listed = page.items.len(),
+        total = page.total,
+        "dead letters listed"
+    );
+    Ok(Json(DeadLetterList {
+        practice_id: practice.id().to_owned(),
+        total: page.total,
+        offset,
+        dead_letters: page
+            .items
+            .into_iter()
+            .map(|d| DeadLetterEntry {
+                change: serde_json::from_slice(&d.payload).unwrap_or(Value::Null),
+                change_id: d.item_id,
+                deliveries: d.deliveries,
+                last_error: d.last_error,
+                dead_lettered_at_ms: d.dead_lettered_at_ms,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeIdsBody {
+    ids: Vec<String>,
+}
+
+/// The ids of a replay or drop, checked: at most [`queue::MAX_BATCH`],
+/// each a change id as a listing gives it.
+fn change_ids(body: &ChangeIdsBody) -> Result<(), ApiError> {
+    if body.ids.len() > queue::MAX_BATCH {
+        return Err(QueueError::InvalidBatch.into());
+    }
+    if let Some(index) = body
+        .ids
+        .iter()
+        .position(|id| !shared::blocks::queue::Queue::is_item_id(id))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("ids[{index}] is not a change id (1 to 20 digits, as the listing gives it)"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ReplayResponse {
+    replayed: usize,
+    unknown: Vec<String>,
+}
+
+async fn replay_dead_letters(
+    State(service): AppState,
+    Practice(practice): Practice,
+    shared::Json(body): shared::Json<ChangeIdsBody>,
+) -> Result<Json<ReplayResponse>, ApiError> {
+    change_ids(&body)?;
+    let report = service
+        .sync
+        .queue(&practice)
+        .replay_dead_letters(&body.ids)
+        .await?;
+    tracing::info!(
+        practice = practice.id(),
+        replayed = report.done.len(),
+        unknown = report.unknown.len(),
+        "dead letters replayed"
+    );
+    Ok(Json(ReplayResponse {
+        replayed: report.done.len(),
+        unknown: report.unknown,
+    }))
+}
+
+#[derive(Serialize)]
+struct DropResponse {
+    dropped: usize,
+    unknown: Vec<String>,
+}
+
+async fn drop_dead_letters(
+    State(service): AppState,
+    Practice(practice): Practice,
+    shared::Json(body): shared::Json<ChangeIdsBody>,
+) -> Result<Json<DropResponse>, ApiError> {
+    change_ids(&body)?;
+    let report = service
+        .sync
+        .queue(&practice)
+        .drop_dead_letters(&body.ids)
+        .await?;
+    tracing::info!(
+        practice = practice.id(),
+        dropped = report.done.len(),
+        unknown = report.unknown.len(),
+        "dead letters dropped"
+    );
+    Ok(Json(DropResponse {
+        dropped: report.done.len(),
+        unknown: report.unknown,
+    }))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[derive(Serialize)]
 struct RateLimitStatus {
     limit: u32,
@@ -462,7 +812,10 @@ struct StatusResponse {
     practice_id: String,
     patients_tracked: u64,
     changes_pending: u64,
+    changes_delayed: u64,
     changes_claimed: u64,
+    changes_dead_lettered: u64,
+    oldest_change_age_ms: Option<u64>,
     last_sync_ms: Option<u64>,
     rate_limit: RateLimitStatus,
 }
@@ -477,13 +830,20 @@ async fn sync_status(
     );
     let (state, limit) = (state?, limit?);
     let QueueStats {
-        pending, claimed, ..
+        pending,
+        delayed,
+        claimed,
+        dead_letters,
+        oldest_age_ms,
     } = state.changes;
     Ok(Json(StatusResponse {
         practice_id: practice.id().to_owned(),
         patients_tracked: state.patients_tracked,
         changes_pending: pending,
+        changes_delayed: delayed,
         changes_claimed: claimed,
+        changes_dead_lettered: dead_letters,
+        oldest_change_age_ms: oldest_age_ms,
         last_sync_ms: state.last_sync_ms,
         rate_limit: RateLimitStatus {
             limit: limit.limit,

@@ -13,6 +13,10 @@ pub struct Settings {
     /// `CHANGE_VISIBILITY_TIMEOUT_MS`: how long a claimed change stays
     /// invisible to other claimers before it is redelivered (default 30 s).
     pub visibility_timeout: Duration,
+    /// `CHANGE_MAX_DELIVERIES`: how many times a change is handed out before
+    /// a failed delivery (a nack, or a claim that expired) moves it to the
+    /// dead letters (default 5, 1 to 1000).
+    pub max_deliveries: u32,
     /// `PATIENT_RECORD_TTL_SECS`: stored hashes and queued changes expire this
     /// long after the practice's last write (default 7 days).
     pub record_ttl: Duration,
@@ -36,6 +40,7 @@ impl Default for Settings {
         Self {
             rate_limit_per_minute: 60,
             visibility_timeout: Duration::from_secs(30),
+            max_deliveries: shared::blocks::queue::DEFAULT_MAX_DELIVERIES,
             record_ttl: Duration::from_secs(7 * 24 * 3600),
             lock_ttl: Duration::from_secs(30),
             idempotency_pending_ttl: Duration::from_secs(15),
@@ -69,6 +74,12 @@ impl Settings {
                 100,
                 43_200_000,
             )?,
+            max_deliveries: env.range(
+                "CHANGE_MAX_DELIVERIES",
+                u64::from(shared::blocks::queue::DEFAULT_MAX_DELIVERIES),
+                1,
+                u64::from(shared::blocks::queue::MAX_MAX_DELIVERIES),
+            )? as u32,
             record_ttl: Duration::from_secs(env.range(
                 "PATIENT_RECORD_TTL_SECS",
                 7 * 24 * 3600,
@@ -104,6 +115,7 @@ mod tests {
         let s = read(&[]).unwrap();
         assert_eq!(s.rate_limit_per_minute, 60);
         assert_eq!(s.visibility_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_deliveries, 5);
         assert_eq!(s.record_ttl, Duration::from_secs(604_800));
         assert_eq!(s.lock_ttl, Duration::from_secs(30));
         assert_eq!(s, Settings::default());
@@ -115,6 +127,8 @@ mod tests {
             ("RATE_LIMIT_PER_MINUTE", "0", "from 1 to 100000"),
             ("RATE_LIMIT_PER_MINUTE", "lots", "integer"),
             ("CHANGE_VISIBILITY_TIMEOUT_MS", "5", "from 100"),
+            ("CHANGE_MAX_DELIVERIES", "0", "from 1 to 1000"),
+            ("CHANGE_MAX_DELIVERIES", "1001", "from 1 to 1000"),
             ("PATIENT_RECORD_TTL_SECS", "-1", "integer"),
             ("SYNC_LOCK_TTL_MS", "5000", "longer than REQUEST_TIMEOUT_MS"),
         ] {

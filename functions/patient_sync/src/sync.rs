@@ -40,13 +40,15 @@ pub const QUEUE_NAME: &str = "changes";
 
 /// The sync script: compare, store, enqueue and complete in one step.
 ///
-/// KEYS: patients, sync_state, the six queue keys, the idempotency record
-/// (or any key of the practice when there is none).
+/// KEYS: patients, sync_state, the idempotency record (or any key of the
+/// practice when there is none), then the queue's keys
+/// ([`queue::KEY_COUNT`], in [`Queue::script_keys`] order).
 /// ARGV: record ttl (ms, 0 = none), idempotency token ('' = none),
 /// idempotency ttl (ms), then (patient id, hash, change payload) per patient.
 const SYNC_LUA: &str = r#"
-local qk = {KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]}
-local idem_key, token = KEYS[9], ARGV[2]
+local qk = {}
+for i = 4, #KEYS do qk[#qk + 1] = KEYS[i] end
+local idem_key, token = KEYS[3], ARGV[2]
 if token ~= '' and not idempotency_owned(idem_key, token) then
   return {'lost', ''}
 end
@@ -304,6 +306,8 @@ pub struct SyncSettings {
     pub record_ttl: Duration,
     /// How long a claimed change stays invisible to other claimers.
     pub visibility_timeout: Duration,
+    /// Deliveries of a change before a failed one dead-letters it.
+    pub max_deliveries: u32,
     /// How long a stored idempotent response is kept.
     pub idempotency_ttl: Duration,
 }
@@ -345,7 +349,8 @@ impl PatientSync {
             practice,
             QUEUE_NAME,
             QueueSettings::new(self.settings.visibility_timeout)
-                .with_retention(self.settings.record_ttl),
+                .with_retention(self.settings.record_ttl)
+                .with_max_deliveries(self.settings.max_deliveries),
         )
     }
 
@@ -371,8 +376,8 @@ impl PatientSync {
         invocation
             .key(&patients)
             .key(&state)
-            .key(&queue.script_keys()[..])
             .key(pending.map_or(state.as_str(), Pending::redis_key))
+            .key(&queue.script_keys()[..])
             .arg(queue.retention_ms())
             .arg(pending.map_or("", Pending::token))
             .arg(millis(self.settings.idempotency_ttl));

@@ -13,7 +13,7 @@
 //! - [`keys`]: tenant-scoped keys (`ws:{tenant}:…`), id escaping, hash slots.
 //! - [`cache`]: cache-aside with HIT/MISS reporting and stampede protection.
 //! - [`lock`]: token lock with a TTL; only the holder releases.
-//! - [`queue`]: reliable queue: claim with a visibility timeout, ack, redelivery.
+//! - [`queue`]: reliable queue: claim with a visibility timeout, ack, nack with a delay, extension, redelivery, dead letters after max deliveries.
 //! - [`ratelimit`]: sliding-window rate limiter, one round trip per check.
 //! - [`idempotency`]: idempotency keys: first response stored, fingerprint mismatch, in-progress marker.
 //! - [`fallback`]: run an operation, return a fallback value on a Redis failure.

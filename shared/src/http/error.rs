@@ -220,6 +220,7 @@ impl From<QueueError> for ApiError {
         match err {
             QueueError::Redis(failure) => failure.into(),
             QueueError::InvalidBatch => Self::too_large(err.to_string()),
+            QueueError::Invalid(message) => Self::bad_request("invalid_argument", message),
         }
     }
 }

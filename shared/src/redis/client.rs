@@ -409,6 +409,12 @@ impl RedisClient {
     pub(crate) fn record_fallback(&self) {
         self.inner.metrics.record_fallback();
     }
+
+    /// Notes a queue's figures for the metrics line (see
+    /// [`ClientMetrics::record_queue`]).
+    pub(crate) fn record_queue(&self, seen: super::metrics::QueueObservation) {
+        self.inner.metrics.record_queue(seen);
+    }
 }
 
 tokio::task_local! {

@@ -8,7 +8,7 @@
 //! [`crate::telemetry::MetricsReporter`]).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct ClientMetrics {
     overload_rejections: AtomicU64,
     connections_replaced: AtomicU64,
     fallbacks: AtomicU64,
+    /// The largest queue figures seen since the last interval was taken.
+    queues: QueueGauges,
     latency: RollingHistogram,
     /// Latency since the last interval was taken (drained by `take_interval`).
     interval_latency: Histogram,
@@ -75,6 +77,7 @@ impl Default for ClientMetrics {
             overload_rejections: AtomicU64::new(0),
             connections_replaced: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            queues: QueueGauges::default(),
             latency: RollingHistogram::new(),
             interval_latency: Histogram::default(),
             interval: Mutex::new(IntervalMark {
@@ -124,6 +127,17 @@ impl ClientMetrics {
     /// Counts a fallback value returned in place of a Redis result.
     pub fn record_fallback(&self) {
         self.fallbacks.fetch_add(1, Relaxed);
+    }
+
+    /// Notes what one queue looked like (its backlog, oldest item's age and
+    /// dead letters): the interval's line carries the largest of each.
+    pub fn record_queue(&self, seen: QueueObservation) {
+        let q = &self.queues;
+        q.backlog.fetch_max(seen.backlog, Relaxed);
+        q.oldest_age_ms
+            .fetch_max(seen.oldest_age_ms.unwrap_or(0), Relaxed);
+        q.dead_letters.fetch_max(seen.dead_letters, Relaxed);
+        q.observed.store(true, Relaxed);
     }
 
     fn errors(&self) -> ErrorCounts {
@@ -196,6 +210,7 @@ impl ClientMetrics {
         }
         let mut counts = vec![0; BUCKETS];
         self.interval_latency.drain_into(&mut counts);
+        let queues = self.queues.take();
         let before = mark.totals;
         *mark = IntervalMark { at: now, totals };
         let d = |now: u64, before: u64| now.saturating_sub(before);
@@ -216,6 +231,42 @@ impl ClientMetrics {
             connections_replaced: d(totals.connections_replaced, before.connections_replaced),
             fallbacks: d(totals.fallbacks, before.fallbacks),
             latency: summarize(&counts, elapsed),
+            queues,
+        })
+    }
+}
+
+/// What one queue looked like when an operation read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueObservation {
+    /// Items waiting to be claimed, delayed ones included.
+    pub backlog: u64,
+    /// Age of the oldest item neither acknowledged nor dead-lettered, in
+    /// milliseconds; `None` when there is none.
+    pub oldest_age_ms: Option<u64>,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+/// The largest queue figures of an interval (gauges, not counts).
+#[derive(Debug, Default)]
+struct QueueGauges {
+    observed: AtomicBool,
+    backlog: AtomicU64,
+    oldest_age_ms: AtomicU64,
+    dead_letters: AtomicU64,
+}
+
+impl QueueGauges {
+    /// The interval's largest figures, `None` when no queue was read; resets them.
+    fn take(&self) -> Option<QueueObservation> {
+        if !self.observed.swap(false, Relaxed) {
+            return None;
+        }
+        Some(QueueObservation {
+            backlog: self.backlog.swap(0, Relaxed),
+            oldest_age_ms: Some(self.oldest_age_ms.swap(0, Relaxed)),
+            dead_letters: self.dead_letters.swap(0, Relaxed),
         })
     }
 }
@@ -244,6 +295,8 @@ pub struct IntervalMetrics {
     pub fallbacks: u64,
     /// Round-trip latency of the interval's operations.
     pub latency: LatencySummary,
+    /// The largest queue figures seen in the interval, if a queue was read.
+    pub queues: Option<QueueObservation>,
 }
 
 impl IntervalMetrics {
@@ -336,6 +389,14 @@ impl IntervalMetrics {
             fields.push((names::LATENCY_P50_MS, self.latency.p50_ms.into()));
             fields.push((names::LATENCY_P99_MS, self.latency.p99_ms.into()));
             fields.push((names::LATENCY_MAX_MS, self.latency.max_ms.into()));
+        }
+        if let Some(q) = self.queues {
+            fields.push((names::QUEUE_BACKLOG, q.backlog.into()));
+            fields.push((
+                names::QUEUE_OLDEST_AGE_MS,
+                q.oldest_age_ms.unwrap_or(0).into(),
+            ));
+            fields.push((names::QUEUE_DEAD_LETTERS, q.dead_letters.into()));
         }
         IntervalSummary {
             duration: self.duration,

@@ -92,6 +92,38 @@ locals {
       }
     },
     {
+      # Queue gauges: the largest figure over the environment's lines in the
+      # period (Maximum); a period without a line that read a queue is
+      # missing data, not breaching.
+      for key, q in {
+        "queue-backlog" = {
+          metric      = "queue_backlog", threshold = var.queue_backlog_threshold, periods = 3, runbook = "queue-backlog.md"
+          description = "${var.environment}: a change queue's backlog (queue_backlog) above ${var.queue_backlog_threshold} for 15 minutes: consumers are not keeping up."
+        }
+        "queue-oldest-age" = {
+          metric      = "queue_oldest_age_ms", threshold = var.queue_oldest_age_threshold_ms, periods = 1, runbook = "queue-oldest-age.md"
+          description = "${var.environment}: a change queue's oldest item (queue_oldest_age_ms) older than ${var.queue_oldest_age_threshold_ms / 60000} minutes: something is stuck."
+        }
+        "queue-dead-letters" = {
+          metric      = "queue_dead_letters", threshold = var.queue_dead_letters_threshold, periods = 1, runbook = "queue-dead-letters.md"
+          description = "${var.environment}: change queues hold more than ${var.queue_dead_letters_threshold} dead letters (queue_dead_letters): changes that failed every delivery wait for an operator."
+        }
+        } : key => {
+        description         = q.description
+        runbook             = q.runbook
+        comparison          = "GreaterThanThreshold"
+        threshold           = q.threshold
+        period              = 300
+        evaluation_periods  = q.periods
+        datapoints_to_alarm = q.periods
+        treat_missing_data  = "notBreaching"
+        expression          = null
+        metrics = [{
+          id = "gauge", namespace = var.metric_namespace, metric_name = q.metric, dimensions = { environment = var.environment }, stat = "Maximum"
+        }]
+      }
+    },
+    {
       for name in keys(local.functions) : "${name}-redis-latency-p99" => {
         description         = "${name} (${var.environment}): more than 1% of Redis operations took ${var.latency_p99_threshold_ms} ms or more for 15 minutes (the p99 of the distribution, not an average of p99s)."
         runbook             = "redis-latency.md"

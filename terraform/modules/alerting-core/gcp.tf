@@ -71,6 +71,16 @@ locals {
     ) : "${pair[0]}${pair[1]}" => "sum${pair[1]} (rate(logging_googleapis_com:user_${pair[0]}_sum{${local.gcp_own}}[5m]))"
   }
 
+  # Queue gauges (the largest figure of a practice's queue that a line
+  # reports; only lines of intervals that read a queue carry them): their
+  # mean over those lines in 10 minutes, per function.
+  gcp_queue_mean = {
+    for field in ["queue_backlog", "queue_oldest_age_ms", "queue_dead_letters"] : field => format(
+      "(sum by (service) (rate(logging_googleapis_com:user_%s_sum{%s}[10m])) / sum by (service) (rate(logging_googleapis_com:user_%s_count{%s}[10m])))",
+      field, local.gcp_own, field, local.gcp_own,
+    )
+  }
+
   gcp_ms = "monitored_resource=\"redis_instance\",instance_id=~\"${join("|", local.memorystore_paths)}\""
   gcp_ms_memory = {
     for level, ratio in { warn = var.redis_memory_warn_ratio, page = var.redis_memory_page_ratio } : level => format(
@@ -134,6 +144,36 @@ locals {
         for name, f in local.functions : "absent_over_time(logging_googleapis_com:user_http_requests_count{${local.gcp_run},service=\"${name}\",environment=\"${var.environment}\"}[${var.heartbeat_minutes}m])"
       ])
       summary = "No metrics line from the function for ${var.heartbeat_minutes} minutes although the probes call it every minute: the alerts on its own counts are blind (the platform SLO and the probes still watch)."
+    }
+    queue_backlog = {
+      name     = "${var.environment}: a change queue's backlog above ${var.queue_backlog_threshold} for 15 minutes"
+      severity = "WARNING"
+      route    = "notify"
+      tier     = "cause"
+      runbook  = "queue-backlog.md"
+      duration = "900s"
+      query    = format("%s > %s", local.gcp_queue_mean["queue_backlog"], var.queue_backlog_threshold)
+      summary  = "Changes wait to be claimed faster than the consumers take them (queue_backlog: the largest practice queue the function read). Consumers are down, slow or too few."
+    }
+    queue_oldest_age = {
+      name     = "${var.environment}: a change queue's oldest item older than ${var.queue_oldest_age_threshold_ms / 60000} minutes"
+      severity = "WARNING"
+      route    = "notify"
+      tier     = "cause"
+      runbook  = "queue-oldest-age.md"
+      duration = "300s"
+      query    = format("%s > %s", local.gcp_queue_mean["queue_oldest_age_ms"], var.queue_oldest_age_threshold_ms)
+      summary  = "A change has been neither acknowledged nor dead-lettered for longer than the threshold (queue_oldest_age_ms): a stuck consumer, a change that keeps being delayed, or claims extended without end."
+    }
+    queue_dead_letters = {
+      name     = "${var.environment}: change queues hold more than ${var.queue_dead_letters_threshold} dead letters"
+      severity = "WARNING"
+      route    = "notify"
+      tier     = "cause"
+      runbook  = "queue-dead-letters.md"
+      duration = "0s"
+      query    = format("%s > %s", local.gcp_queue_mean["queue_dead_letters"], var.queue_dead_letters_threshold)
+      summary  = "Changes failed every delivery (CHANGE_MAX_DELIVERIES) and were dead-lettered (queue_dead_letters): nobody will process them until an operator replays or drops them."
     }
     cloud_run_instances = {
       name     = "${var.environment}: Cloud Run instances above ${format("%.6g", var.instance_ratio_threshold * 100)}% of max instances"

@@ -253,3 +253,36 @@ variable "elasticache_nodes" {
   type        = list(string)
   default     = []
 }
+
+variable "queue_backlog_threshold" {
+  description = "Queue backlog (queue_backlog: changes waiting to be claimed in a practice's queue, the largest the function read) above which, for 15 minutes, the backlog alert notifies: consumers are not keeping up."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.queue_backlog_threshold >= 1
+    error_message = "queue_backlog_threshold must be at least 1."
+  }
+}
+
+variable "queue_oldest_age_threshold_ms" {
+  description = "Age of a queue's oldest unacknowledged item (queue_oldest_age_ms) above which, for 5 minutes, the oldest-item alert notifies: something is stuck even if the backlog is small."
+  type        = number
+  default     = 900000
+
+  validation {
+    condition     = var.queue_oldest_age_threshold_ms >= 60000
+    error_message = "queue_oldest_age_threshold_ms must be at least 60000 (one minute)."
+  }
+}
+
+variable "queue_dead_letters_threshold" {
+  description = "Dead letters in a queue (queue_dead_letters) above which the dead-letter alert notifies. 0: any dead letter, since each is a change nobody will process until someone replays or drops it."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.queue_dead_letters_threshold >= 0
+    error_message = "queue_dead_letters_threshold must be at least 0."
+  }
+}

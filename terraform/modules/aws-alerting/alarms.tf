@@ -53,6 +53,9 @@ module "core" {
   redis_max_clients                = var.redis_max_clients
   redis_clients_ratio_threshold    = var.redis_clients_ratio_threshold
   redis_evictions_per_second       = var.redis_evictions_per_second
+  queue_backlog_threshold          = var.queue_backlog_threshold
+  queue_oldest_age_threshold_ms    = var.queue_oldest_age_threshold_ms
+  queue_dead_letters_threshold     = var.queue_dead_letters_threshold
 }
 
 # --- SLO burns: a long-window and a short-window alarm per function, SLO

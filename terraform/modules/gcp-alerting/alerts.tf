@@ -48,6 +48,9 @@ module "core" {
   redis_max_clients                = var.redis_max_clients
   redis_clients_ratio_threshold    = var.redis_clients_ratio_threshold
   redis_evictions_per_second       = var.redis_evictions_per_second
+  queue_backlog_threshold          = var.queue_backlog_threshold
+  queue_oldest_age_threshold_ms    = var.queue_oldest_age_threshold_ms
+  queue_dead_letters_threshold     = var.queue_dead_letters_threshold
 }
 
 locals {

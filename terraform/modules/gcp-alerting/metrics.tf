@@ -32,6 +32,11 @@ locals {
     "http_user_slow_requests",
     "http_probe_requests",
     "cold_starts",
+    # Queue gauges: on the lines of intervals in which a queue was read;
+    # _sum / _count is their mean over those lines.
+    "queue_backlog",
+    "queue_oldest_age_ms",
+    "queue_dead_letters",
   ]) : toset([])
 }
 

@@ -37,7 +37,8 @@ async fn the_same_key_with_a_different_body_is_422_and_writes_nothing() {
     let reply = send(&t.app, post(URI, &other, &[("Idempotency-Key", "k")])).await;
     reply.assert_error(422, "idempotency_key_reused");
     assert!(!reply.text.contains("Changed"));
-    // Only the rate limiter counted the request.
+    // Nothing was written (the key is checked before the rate limiter,
+    // which does not count it either).
     let data = |d: Vec<(String, Value)>| -> Vec<(String, Value)> {
         d.into_iter()
             .filter(|(k, _)| !k.contains(":ratelimit:"))

@@ -9,6 +9,7 @@ mod access;
 mod acl;
 mod change_detection;
 mod concurrency;
+mod dead_letters;
 mod faults;
 mod hostile;
 mod idempotency;
