@@ -443,6 +443,38 @@ async fn one_url_to_a_cluster_node_switches_to_the_cluster_protocol() {
 }
 
 #[tokio::test]
+async fn read_only_scripts_run_as_ordinary_ones_where_the_server_has_no_evalsha_ro() {
+    // Redis before 7 (and a server whose operator renamed the commands
+    // away) answers `ERR unknown command` to EVALSHA_RO / EVAL_RO: the read
+    // is run again as EVALSHA / EVAL, in the same call, and the client
+    // stops trying the read-only form.
+    let server = RedisServer::builder()
+        .arg("--rename-command")
+        .arg("EVALSHA_RO")
+        .arg("")
+        .arg("--rename-command")
+        .arg("EVAL_RO")
+        .arg("")
+        .start();
+    let refused = redis::cmd("EVAL_RO")
+        .arg("return 1")
+        .arg(0)
+        .query::<i64>(&mut server.admin())
+        .unwrap_err();
+    assert!(refused.to_string().contains("unknown command"), "{refused}");
+    let client = server.client();
+    write(&client, "k", "v").await.unwrap();
+    for _ in 0..3 {
+        let read = Script::read_only("return redis.call('GET', KEYS[1])");
+        let value: String = client
+            .run(|mut c| async move { read.prepare_invoke().key("k").invoke_async(&mut c).await })
+            .await
+            .unwrap();
+        assert_eq!(value, "v");
+    }
+}
+
+#[tokio::test]
 async fn reads_and_health_answer_during_a_write_pause() {
     let server = RedisServer::start();
     let client = server.client();
