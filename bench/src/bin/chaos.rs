@@ -686,6 +686,9 @@ async fn chaos(name: &str, bin: &std::path::Path, workload: Workload, phase: f64
             ("CHANGE_MAX_DELIVERIES", &MAX_DELIVERIES.to_string()),
             ("CHANGE_VISIBILITY_TIMEOUT_MS", "2000"),
             ("ADMIN_TOKEN", ADMIN_TOKEN),
+            // The sessions workload appends to one session per caller for
+            // the whole run: more than the default 10,000 events.
+            ("SESSION_MAX_EVENTS", "1000000"),
         ],
     );
     f.wait_ready(Duration::from_secs(10)).await;
