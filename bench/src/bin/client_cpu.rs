@@ -6,7 +6,9 @@
 //! the figure to compare across builds and machines.
 //!
 //! `BENCH_SECS` (default 3) sets each measurement's length; the result is
-//! the median of `BENCH_ROUNDS` (default 3). Prints a table and writes
+//! the median of `BENCH_ROUNDS` (default 3). `BENCH_COMMANDS` (default
+//! `PING,GET`) and `BENCH_CALLERS` (default `1,16,64`) choose the cases, for
+//! a profile of one of them. Prints a table and writes
 //! `bench-results/client-cpu.json`.
 
 use std::sync::Arc;
@@ -98,8 +100,19 @@ fn main() {
         let server = RedisServer::start();
         let client = RedisClient::new(server.config()).unwrap_or_else(|e| bench::fail(&e.to_string()));
         let mut rows = Vec::new();
-        for command in ["PING", "GET"] {
-            for callers in [1, 16, 64] {
+        let commands: String = env_or("BENCH_COMMANDS", "PING,GET".to_owned());
+        let callers_list: String = env_or("BENCH_CALLERS", "1,16,64".to_owned());
+        let callers_list: Vec<usize> = callers_list
+            .split(',')
+            .map(|c| c.trim().parse().unwrap_or_else(|_| bench::fail("BENCH_CALLERS: numbers, comma-separated")))
+            .collect();
+        for command in commands.split(',').map(str::trim) {
+            let command: &'static str = match command {
+                "PING" => "PING",
+                "GET" => "GET",
+                _ => bench::fail("BENCH_COMMANDS: PING and/or GET"),
+            };
+            for &callers in &callers_list {
                 progress(&format!("{command} at {callers} callers"));
                 let mut samples: Vec<(u64, Duration)> = Vec::new();
                 for _ in 0..rounds {

@@ -401,7 +401,7 @@ impl RedisClient {
         }
         let conn = self.conn_with_deadline(self.inner.config.connect_timeout);
         self.inner
-            .live(self.inner.slot_of(conn.lane), conn.deadline)
+            .live(self.inner.slot_of(conn.lane), conn.deadline, Instant::now())
             .await?;
         Ok(self.is_cluster() == Some(true))
     }
@@ -462,7 +462,12 @@ pub struct PoolSnapshot {
 
 impl Inner {
     fn now_us(&self) -> u64 {
-        self.origin.elapsed().as_micros() as u64
+        self.us_at(Instant::now())
+    }
+
+    /// `at` in µs since the client's origin.
+    fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_micros() as u64
     }
 
     fn is_cluster(&self) -> bool {
@@ -493,13 +498,13 @@ impl Inner {
         })
     }
 
-    /// Whether `live` may take a command now (not dead, not too old).
-    fn usable(&self, live: &Live) -> bool {
+    /// Whether `live` may take a command at `now` (not dead, not too old).
+    fn usable(&self, live: &Live, now: Instant) -> bool {
         if live.notice.is_dead() {
             return false;
         }
         let age = self.config.max_connection_age;
-        age.is_zero() || live.created.elapsed() < age
+        age.is_zero() || now.saturating_duration_since(live.created) < age
     }
 
     /// Takes `live` out of `slot` (if it is still there) so the next caller
@@ -523,9 +528,15 @@ impl Inner {
     }
 
     /// The slot's connection, made (or remade) if needed, before `deadline`.
-    async fn live(&self, slot: &Slot, deadline: Instant) -> Result<Arc<Live>, RedisError> {
+    /// `now` is the caller's reading of the clock (one per operation).
+    async fn live(
+        &self,
+        slot: &Slot,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<Arc<Live>, RedisError> {
         if let Some(live) = slot.live.load_full()
-            && self.usable(&live)
+            && self.usable(&live, now)
         {
             return Ok(live);
         }
@@ -534,7 +545,7 @@ impl Inner {
             .map_err(|_| deadline_error())?;
         loop {
             if let Some(live) = slot.live.load_full() {
-                if self.usable(&live) {
+                if self.usable(&live, Instant::now()) {
                     return Ok(live);
                 }
                 slot.live.store(None);
@@ -682,18 +693,26 @@ impl Inner {
         started: Instant,
         error: Option<&RedisError>,
     ) {
-        let elapsed = started.elapsed();
+        // One clock reading for everything below.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         let Some(err) = error else {
-            self.metrics.record(elapsed, Ok(()));
+            self.metrics.record_at(elapsed, Ok(()), now.into_std());
             breaker.record_success();
-            live.last_answer.store(self.now_us(), Relaxed);
+            let now_us = self.us_at(now);
+            // A store only when it moves by a millisecond: the idle check
+            // needs no finer, and a write per command would move the cache
+            // line between the threads that share the connection.
+            if now_us.saturating_sub(live.last_answer.load(Relaxed)) >= 1_000 {
+                live.last_answer.store(now_us, Relaxed);
+            }
             if live.timeouts.load(Relaxed) != 0 {
                 live.timeouts.store(0, Relaxed);
             }
             return;
         };
         let kind = classify(err);
-        self.metrics.record(elapsed, Err(kind));
+        self.metrics.record_at(elapsed, Err(kind), now.into_std());
         let dropped = kind == ErrorKind::Connect && err.is_connection_dropped();
         if dropped {
             // A connection that died (a kill, an idle close, a restart) says
@@ -853,8 +872,11 @@ impl RedisConn {
             _ => &inner.breaker,
         };
         for attempt in 0..2 {
+            // One clock reading per attempt: the connection's age, its idle
+            // time and the attempt's latency (which so includes an idle
+            // check's PING: the operation waited for it) all start here.
             let started = Instant::now();
-            let live = match inner.live(slot, self.deadline).await {
+            let live = match inner.live(slot, self.deadline, started).await {
                 Ok(live) => live,
                 Err(err) => {
                     // No connection: one failed operation, whatever the
@@ -867,11 +889,10 @@ impl RedisConn {
                     return Err(err);
                 }
             };
-            let live = match self.checked(slot, live).await {
+            let live = match self.checked(slot, live, started).await {
                 Some(live) => live,
                 None => continue,
             };
-            let started = Instant::now();
             let result = self.send(&live, &request).await;
             let failure = match &result {
                 Ok(reply) => reply.error(),
@@ -893,14 +914,14 @@ impl RedisConn {
     /// `live`, checked first with a `PING` if it has not answered for
     /// `REDIS_IDLE_CHECK_MS`; `None` when the check found it dead (it was
     /// retired; the caller takes a new one).
-    async fn checked(&self, slot: &Slot, live: Arc<Live>) -> Option<Arc<Live>> {
+    async fn checked(&self, slot: &Slot, live: Arc<Live>, now: Instant) -> Option<Arc<Live>> {
         let inner = &self.client.inner;
         let threshold = inner.config.idle_check;
         let Handle::Single(conn) = &live.handle else {
             return Some(live);
         };
         let idle_us = inner
-            .now_us()
+            .us_at(now)
             .saturating_sub(live.last_answer.load(Relaxed));
         // Commands in flight without an answer are a slow server, not an
         // idle connection: the timeouts' half-open rule covers that case.

@@ -95,8 +95,14 @@ fn error_index(kind: ErrorKind) -> Option<usize> {
 impl ClientMetrics {
     /// Counts one Redis round trip and its outcome.
     pub fn record(&self, elapsed: Duration, outcome: Result<(), ErrorKind>) {
+        self.record_at(elapsed, outcome, Instant::now());
+    }
+
+    /// [`record`](Self::record) with the caller's reading of the clock
+    /// (`now`), which places the latency in the rolling window.
+    pub fn record_at(&self, elapsed: Duration, outcome: Result<(), ErrorKind>, now: Instant) {
         self.operations.fetch_add(1, Relaxed);
-        self.latency.record(elapsed);
+        self.latency.record_at(elapsed, now);
         self.interval_latency.record(elapsed);
         if elapsed >= Duration::from_millis(SLOW_OPERATION_THRESHOLD_MS) {
             self.slow_operations.fetch_add(1, Relaxed);

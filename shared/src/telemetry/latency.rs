@@ -193,11 +193,16 @@ impl RollingHistogram {
     }
 
     fn epoch(&self) -> u64 {
-        self.origin.elapsed().as_secs() / SLOT_SECS
+        self.epoch_at(Instant::now())
     }
 
-    pub(crate) fn record(&self, elapsed: Duration) {
-        let epoch = self.epoch();
+    fn epoch_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_secs() / SLOT_SECS
+    }
+
+    /// Records `elapsed` in the window of `now` (the caller's clock reading).
+    pub(crate) fn record_at(&self, elapsed: Duration, now: Instant) {
+        let epoch = self.epoch_at(now);
         let (slot_epoch, hist) = &self.slots[(epoch % SLOTS as u64) as usize];
         let seen = slot_epoch.load(Relaxed);
         if seen != epoch

@@ -38,8 +38,9 @@ async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
     set_with(&client, None, "warm", "1").await.unwrap();
     let monitor = RedisMonitor::start(&server);
     server.pause();
-    // A goes straight to the stalled connection; B is queued and its batch
-    // is stuck behind A; C queues behind that batch and gives up.
+    // A goes straight to the stalled connection; B is queued and kept back
+    // (the connection has not answered since); C queues behind B and gives
+    // up.
     let a = tokio::spawn({
         let client = client.clone();
         async move { set_with(&client, None, "a", "1").await }
@@ -75,6 +76,41 @@ async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
     assert!(
         !lines.iter().any(|l| l.contains("\"old\"")),
         "the abandoned command was written: {lines:?}"
+    );
+}
+
+/// Batches follow each other without waiting for replies only while the
+/// server answers: behind a connection that has stopped answering, a new
+/// batch is kept back, so a caller that gives up meanwhile is never written.
+#[tokio::test]
+async fn work_queued_behind_a_connection_that_stopped_answering_is_kept_back() {
+    let mut server = RedisServer::start();
+    let client = client_with(&server, |c| {
+        c.command_timeout = Duration::from_secs(3);
+        c.breaker_threshold = 0;
+    });
+    set_with(&client, None, "warm", "1").await.unwrap();
+    let monitor = RedisMonitor::start(&server);
+    server.pause();
+    let a = tokio::spawn({
+        let client = client.clone();
+        async move { set_with(&client, None, "a", "1").await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let given_up = set_with(&client, Some(Duration::from_millis(100)), "b", "given-up").await;
+    assert_eq!(given_up.unwrap_err().kind(), ErrorKind::Timeout);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.resume();
+    a.await.unwrap().unwrap();
+    set_with(&client, None, "after", "1").await.unwrap();
+    let lines = monitor.take();
+    assert!(
+        lines.iter().any(|l| l.contains("\"after\"")),
+        "the monitor saw the later write: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("given-up")),
+        "a command given up while kept back was written: {lines:?}"
     );
 }
 
@@ -135,4 +171,101 @@ async fn no_caller_waits_past_its_own_deadline_whatever_its_batch_allows() {
     for op in long {
         op.await.unwrap().unwrap();
     }
+}
+
+/// One write of the load test's callers: its value and whether it was
+/// acknowledged.
+struct Attempt {
+    value: u64,
+    acknowledged: bool,
+}
+
+/// Batches follow each other on the connection without waiting for each
+/// other's replies; a server frozen under load must not reorder anything:
+/// each caller's writes (16 callers, one connection, deadlines short enough
+/// that callers give up during the freeze and write again) reach Redis in
+/// the order the caller made them, and every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_through_a_freeze_each_callers_writes_land_in_its_order() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    const CALLERS: usize = 16;
+    let mut server = RedisServer::start();
+    let client = client_with(&server, |c| {
+        c.max_connections = 1;
+        c.breaker_threshold = 0;
+    });
+    set_with(&client, None, "warm", "1").await.unwrap();
+    let monitor = RedisMonitor::start(&server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let client = client.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut attempts = Vec::new();
+                let mut value = 0u64;
+                while !stop.load(Relaxed) {
+                    let mut conn = client.conn_with_deadline(Duration::from_millis(120));
+                    let outcome: Result<(), _> = redis::cmd("SET")
+                        .arg(format!("load:{i}"))
+                        .arg(value)
+                        .exec_async(&mut conn)
+                        .await;
+                    attempts.push(Attempt {
+                        value,
+                        acknowledged: outcome.is_ok(),
+                    });
+                    value += 1;
+                    if outcome.is_err() {
+                        // Fail-fast errors (no connection yet) would spin.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                attempts
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, Relaxed);
+    let mut logs = Vec::new();
+    for caller in callers {
+        logs.push(caller.await.unwrap());
+    }
+    let seen = monitor.take();
+    let mut given_up = 0;
+    for (i, attempts) in logs.iter().enumerate() {
+        let prefix = format!("\"SET\" \"load:{i}\" \"");
+        let written: Vec<u64> = seen
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|rest| rest.trim_end_matches('"').parse().unwrap())
+            .collect();
+        assert!(
+            written.windows(2).all(|w| w[0] < w[1]),
+            "caller {i}'s writes landed out of order: {written:?}"
+        );
+        for attempt in attempts {
+            if attempt.acknowledged {
+                assert!(
+                    written.contains(&attempt.value),
+                    "caller {i}'s acknowledged write {} is not in MONITOR",
+                    attempt.value
+                );
+            } else {
+                given_up += 1;
+            }
+        }
+        let acknowledged_after = attempts.iter().rev().take_while(|a| a.acknowledged).count();
+        assert!(acknowledged_after > 0, "caller {i} never recovered");
+    }
+    assert!(
+        given_up >= CALLERS,
+        "the freeze made callers give up ({given_up})"
+    );
 }
