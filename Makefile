@@ -62,7 +62,7 @@ bench: ## Benchmarks against redis-benchmark: pool, client, HTTP (oha), start/si
 	scripts/install-oha.sh || exit 1; \
 	echo "==> building release binaries (functions and benchmarks)"; \
 	cargo build --release -p tebra_debug -p patient_sync -p sessions -p bench && \
-	for b in pool client http startup session_backends; do \
+	for b in pool client client_cpu http startup session_backends; do \
 		echo "==> $$b ($$(( $$(date +%s) - start )) s elapsed)"; \
 		t=$$(date +%s); \
 		./target/release/$$b || exit 1; \

@@ -51,6 +51,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Value};
@@ -355,7 +356,9 @@ impl Batcher {
                 if let Some(e) = queue.earliest {
                     next = Some(next.map_or(e, |n| n.min(e)));
                 }
-                queue.armed = next;
+                // Waiting without a deadline to watch (a direct send, an
+                // empty queue): any caller that queues now wakes the task.
+                queue.armed = Some(next.unwrap_or_else(|| now + Duration::from_secs(86_400)));
             }
             if let Some(next) = next {
                 timer.as_mut().reset(next);

@@ -173,6 +173,36 @@ async fn no_caller_waits_past_its_own_deadline_whatever_its_batch_allows() {
     }
 }
 
+/// The same behind a command sent directly that waits for a frozen server,
+/// after the queue has emptied once: each queued caller is answered at its
+/// own deadline, not at the direct command's.
+#[tokio::test]
+async fn a_caller_queued_behind_a_stuck_direct_command_is_answered_at_its_deadline() {
+    let mut server = RedisServer::start();
+    let client = client_with(&server, |c| {
+        c.command_timeout = Duration::from_secs(3);
+        c.breaker_threshold = 0;
+    });
+    set_with(&client, None, "warm", "1").await.unwrap();
+    server.pause();
+    let direct = tokio::spawn({
+        let client = client.clone();
+        async move { set_with(&client, None, "direct", "1").await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for key in ["first", "second"] {
+        let started = Instant::now();
+        let err = set_with(&client, Some(Duration::from_millis(100)), key, "1")
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{key}: {err}");
+        assert!(took < Duration::from_millis(250), "{key} took {took:?}");
+    }
+    server.resume();
+    direct.await.unwrap().unwrap();
+}
+
 /// One write of the load test's callers: its value and whether it was
 /// acknowledged.
 struct Attempt {
