@@ -37,7 +37,7 @@
 //!   queued or batched caller whose deadline passes with a deadline error at
 //!   that moment, whatever the others in its batch allow (one timer, set to
 //!   the earliest deadline it holds, rather than one per command: per-command
-//!   timers were 8% of the client's CPU at 64 callers). It waits for a
+//!   timers were about 8% of a profile's samples at 64 callers). It waits for a
 //!   batch's replies only while one of its callers still does.
 //!
 //! One send at a time is also the faster choice at the concurrency where
