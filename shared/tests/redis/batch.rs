@@ -28,36 +28,44 @@ async fn set_with(
         .map_err(Into::into)
 }
 
-#[tokio::test]
-async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
-    let mut server = RedisServer::start();
+/// A server and a client for it (3 s deadlines, no circuit breaker) that
+/// has already written once, so its connection is up.
+async fn warm_server_and_client() -> (RedisServer, shared::RedisClient) {
+    let server = RedisServer::start();
     let client = client_with(&server, |c| {
         c.command_timeout = Duration::from_secs(3);
         c.breaker_threshold = 0;
     });
     set_with(&client, None, "warm", "1").await.unwrap();
+    (server, client)
+}
+
+/// `SET key value` with the default deadline, in a task of its own.
+fn spawn_set(
+    client: &shared::RedisClient,
+    key: &'static str,
+    value: &'static str,
+) -> tokio::task::JoinHandle<Result<(), shared::RedisFailure>> {
+    let client = client.clone();
+    tokio::spawn(async move { set_with(&client, None, key, value).await })
+}
+
+#[tokio::test]
+async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
+    let (mut server, client) = warm_server_and_client().await;
     let monitor = RedisMonitor::start(&server);
     server.pause();
     // A goes straight to the stalled connection; B is queued and kept back
     // (the connection has not answered since); C queues behind B and gives
     // up.
-    let a = tokio::spawn({
-        let client = client.clone();
-        async move { set_with(&client, None, "a", "1").await }
-    });
+    let a = spawn_set(&client, "a", "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let b = tokio::spawn({
-        let client = client.clone();
-        async move { set_with(&client, None, "b", "1").await }
-    });
+    let b = spawn_set(&client, "b", "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     let abandoned = set_with(&client, Some(Duration::from_millis(100)), "c", "old").await;
     assert_eq!(abandoned.unwrap_err().kind(), ErrorKind::Timeout);
     // The caller retries with the value it means now.
-    let retry = tokio::spawn({
-        let client = client.clone();
-        async move { set_with(&client, None, "c", "new").await }
-    });
+    let retry = spawn_set(&client, "c", "new");
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.resume();
     a.await.unwrap().unwrap();
@@ -84,18 +92,10 @@ async fn abandoned_work_is_never_written_and_a_retry_never_overtakes_it() {
 /// batch is kept back, so a caller that gives up meanwhile is never written.
 #[tokio::test]
 async fn work_queued_behind_a_connection_that_stopped_answering_is_kept_back() {
-    let mut server = RedisServer::start();
-    let client = client_with(&server, |c| {
-        c.command_timeout = Duration::from_secs(3);
-        c.breaker_threshold = 0;
-    });
-    set_with(&client, None, "warm", "1").await.unwrap();
+    let (mut server, client) = warm_server_and_client().await;
     let monitor = RedisMonitor::start(&server);
     server.pause();
-    let a = tokio::spawn({
-        let client = client.clone();
-        async move { set_with(&client, None, "a", "1").await }
-    });
+    let a = spawn_set(&client, "a", "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     let given_up = set_with(&client, Some(Duration::from_millis(100)), "b", "given-up").await;
     assert_eq!(given_up.unwrap_err().kind(), ErrorKind::Timeout);
@@ -147,12 +147,7 @@ async fn past_the_bound_a_command_fails_fast_as_overloaded_and_is_counted() {
 
 #[tokio::test]
 async fn no_caller_waits_past_its_own_deadline_whatever_its_batch_allows() {
-    let mut server = RedisServer::start();
-    let client = client_with(&server, |c| {
-        c.command_timeout = Duration::from_secs(3);
-        c.breaker_threshold = 0;
-    });
-    set_with(&client, None, "warm", "1").await.unwrap();
+    let (mut server, client) = warm_server_and_client().await;
     server.pause();
     // Long deadlines and one short one, batched together behind a stall.
     let long: Vec<_> = ["l1", "l2", "l3"]
@@ -178,17 +173,9 @@ async fn no_caller_waits_past_its_own_deadline_whatever_its_batch_allows() {
 /// own deadline, not at the direct command's.
 #[tokio::test]
 async fn a_caller_queued_behind_a_stuck_direct_command_is_answered_at_its_deadline() {
-    let mut server = RedisServer::start();
-    let client = client_with(&server, |c| {
-        c.command_timeout = Duration::from_secs(3);
-        c.breaker_threshold = 0;
-    });
-    set_with(&client, None, "warm", "1").await.unwrap();
+    let (mut server, client) = warm_server_and_client().await;
     server.pause();
-    let direct = tokio::spawn({
-        let client = client.clone();
-        async move { set_with(&client, None, "direct", "1").await }
-    });
+    let direct = spawn_set(&client, "direct", "1");
     tokio::time::sleep(Duration::from_millis(30)).await;
     for key in ["first", "second"] {
         let started = Instant::now();
