@@ -13,44 +13,50 @@
 //! connection as one pipeline: one write, one flush. Each caller still gets its
 //! own reply, its own deadline and its own outcome in the metrics (the replies
 //! of a non-transactional pipeline are independent, server errors included).
+//! Batches follow each other on the wire without waiting for each other's
+//! replies while the server answers, so it never idles between them; a
+//! caller alone on the connection sends directly.
 //!
 //! What the batcher promises:
 //!
 //! - **Nobody's abandoned work is written.** A job whose caller has gone (its
 //!   deadline passed, its request was dropped) is withdrawn when the batch is
-//!   built, or as its deadline passes: it never reaches the socket. And a
-//!   connection has one send at a time without its reply (a direct command
-//!   or a batch): the next batch is built when that reply comes, so what
-//!   queues behind a server that has stopped answering stays withdrawable
-//!   until then.
+//!   built, or as its deadline passes: it never reaches the socket. Once the
+//!   connection has gone [`STALL`] (2 ms) without a reply while something
+//!   sent on it waits for one, the next batch is kept back until a reply
+//!   comes or nobody waits for what is out: what queues behind a server that
+//!   has stopped answering stays withdrawable. (What went out in those 2 ms
+//!   was written while its callers waited, as a direct command is.)
 //! - **Caller order per connection.** A caller goes straight to the connection
 //!   only when nothing at all is waiting or in flight on it; otherwise it
-//!   queues behind what is there, and batches go one after another. So a
-//!   retry never overtakes the command it retries, even one abandoned
-//!   mid-flight. Jobs count as in flight until their reply comes back or
-//!   they are withdrawn, whoever waits for them.
+//!   queues behind what is there. Only the one scheduled flush task hands a
+//!   batch to the connection, and it passes the turn on only once its batch
+//!   is in the connection's channel, so batches reach the socket in queue
+//!   order. A retry never overtakes the command it retries, even one
+//!   abandoned mid-flight. Jobs count as in flight until their reply comes
+//!   back or they are withdrawn, whoever waits for them.
 //! - **Bounded.** At most `REDIS_MAX_QUEUED` commands wait or fly on one
 //!   connection; past that a caller fails at once with
 //!   [`ErrorKind::Overloaded`](super::ErrorKind::Overloaded) (counted in the
 //!   metrics line) instead of adding to a backlog the connection cannot drain.
-//! - **No caller waits past its own deadline.** The flush task answers each
-//!   queued or batched caller whose deadline passes with a deadline error at
-//!   that moment, whatever the others in its batch allow (one timer, set to
-//!   the earliest deadline it holds, rather than one per command: per-command
-//!   timers were about 8% of a profile's samples at 64 callers). It waits for a
-//!   batch's replies only while one of its callers still does.
+//! - **No caller waits past its own deadline.** Each batch's task answers
+//!   each of its callers whose deadline passes with a deadline error at that
+//!   moment, whatever the others in its batch allow (one timer per batch, set
+//!   to the earliest deadline it holds, rather than one per command:
+//!   per-command timers were about 8% of a profile's samples at 64 callers).
+//!   While the queue is kept back, the task holding it does the same for the
+//!   queue. A batch is waited for only while one of its callers still waits.
 //!
-//! One send at a time is also the faster choice at the concurrency where
-//! batching matters: while a batch is out, the next one grows, and the
-//! server reads it in one go. Letting batches follow each other without
-//! waiting was measured (docs/performance.md, "Where the client's CPU
-//! goes"): faster at 16 callers, where the server idles, and slower at 64,
-//! where smaller batches cost the server more.
+//! Batches that overlap on the wire are faster than one batch at a time at
+//! every concurrency measured (docs/performance.md, "Before and after issue
+//! 13"): at 16 callers the server no longer idles while replies travel back,
+//! and at 64 the yield before each batch still lets it grow.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::future::{Future, poll_fn};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -63,33 +69,47 @@ use super::error::deadline_error;
 /// The most commands written as one pipeline; more go in the next one.
 const MAX_BATCH: usize = 512;
 
+/// How long a connection may go without a reply, while something sent on it
+/// waits for one, before the next batch is kept back. A healthy server
+/// answers a batch of [`MAX_BATCH`] commands well within it; a frozen one
+/// gets at most this much more work written into its socket.
+const STALL: Duration = Duration::from_millis(2);
+
 /// The batching state of one connection (one per connection generation).
 #[derive(Debug)]
 pub(crate) struct Batcher {
     queue: Mutex<Queue>,
+    /// A flush task exists: it will hand the queue's jobs off, or hold them
+    /// back while the connection is stalled. Only the task that set it hands
+    /// a batch off, so batches reach the connection in queue order.
     flush_scheduled: AtomicBool,
     /// Commands queued or sent and not yet answered (or withdrawn). A job
-    /// counts until the flush task withdraws it or hands out its reply, so
+    /// counts until its flush task withdraws it or hands out its reply, so
     /// an abandoned command still counts until then.
     in_flight: AtomicUsize,
     max_in_flight: usize,
-    /// A command sent directly whose reply has not come: batches wait.
-    direct_unanswered: AtomicBool,
-    /// Whether the flush task waits on `direct_answered`.
-    flush_waiting: AtomicBool,
-    direct_answered: Notify,
-    /// Wakes the flush task to set its timer earlier.
+    /// Sends handed to the connection (direct commands and batches) whose
+    /// reply has not come while one of their callers still waits.
+    on_wire: AtomicUsize,
+    /// When the connection last made progress: a reply came, or a send went
+    /// out with nothing else on the wire. Microseconds since `epoch`.
+    progress_us: AtomicU64,
+    epoch: Instant,
+    /// Whether a flush task holds the queue back and waits on `progressed`.
+    holding: AtomicBool,
+    progressed: Notify,
+    /// Wakes the holding flush task to set its timer earlier.
     rearm: Notify,
 }
 
-/// The jobs waiting for the next batch, and the flush task's timer.
+/// The jobs waiting for the next batch, and the holding task's timer.
 #[derive(Debug, Default)]
 struct Queue {
     jobs: VecDeque<Job>,
     /// The earliest deadline among `jobs` (none when empty).
     earliest: Option<Instant>,
-    /// Where the waiting flush task's timer is set; `None` when it does not
-    /// wait (it will look at the queue before it waits again).
+    /// Where the holding flush task's timer is set; `None` when no task
+    /// holds the queue.
     armed: Option<Instant>,
 }
 
@@ -121,9 +141,11 @@ impl Batcher {
             flush_scheduled: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             max_in_flight: max_in_flight.max(1),
-            direct_unanswered: AtomicBool::new(false),
-            flush_waiting: AtomicBool::new(false),
-            direct_answered: Notify::new(),
+            on_wire: AtomicUsize::new(0),
+            progress_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+            holding: AtomicBool::new(false),
+            progressed: Notify::new(),
             rearm: Notify::new(),
         }
     }
@@ -156,9 +178,42 @@ impl Batcher {
         }
     }
 
+    fn us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// A send (a direct command or a batch) goes out at `now`.
+    fn went_out(&self, now: Instant) {
+        if self.on_wire.fetch_add(1, SeqCst) == 0 {
+            self.progress_us.store(self.us(now), SeqCst);
+        }
+    }
+
+    /// A send is over: its reply came (`answered`), or nobody waits for it
+    /// any more.
+    fn came_back(&self, answered: bool) {
+        let still_out = self.on_wire.fetch_sub(1, SeqCst) - 1;
+        if answered && still_out > 0 {
+            self.progress_us.store(self.us(Instant::now()), SeqCst);
+        }
+        if self.holding.load(SeqCst) {
+            self.progressed.notify_waiters();
+        }
+    }
+
+    /// Whether something sent waits for a reply and none has come for
+    /// [`STALL`].
+    fn stalled(&self, now: Instant) -> bool {
+        self.on_wire.load(SeqCst) > 0
+            && self
+                .us(now)
+                .saturating_sub(self.progress_us.load(SeqCst))
+                > STALL.as_micros() as u64
+    }
+
     /// Sends `cmd` on `conn` and waits for its reply until `deadline`:
     /// directly when nothing else is waiting or in flight on the connection,
-    /// else in the next batch.
+    /// else in the next batch. `now` is the caller's clock reading.
     ///
     /// # Errors
     /// [`Overloaded`] (outer) when the bound is reached; the command's own
@@ -167,13 +222,15 @@ impl Batcher {
         self: &Arc<Self>,
         conn: &MultiplexedConnection,
         cmd: &Cmd,
+        now: Instant,
         deadline: Instant,
     ) -> Result<RedisResult<Value>, Overloaded> {
         let others = self.enter()?;
         if others == 0 {
-            let direct = Direct::start(self);
+            let mut direct = Direct::start(self, now);
             let mut conn = conn.clone();
             let reply = tokio::time::timeout_at(deadline, conn.send_packed_command(cmd)).await;
+            direct.answered = reply.is_ok();
             // Also when the caller goes mid-flight: the guard uncounts it.
             drop(direct);
             return Ok(reply.unwrap_or_else(|_| Err(deadline_error())));
@@ -190,134 +247,153 @@ impl Batcher {
             queue.armed.is_some_and(|armed| deadline < armed)
         };
         if rearm {
-            // The flush task's timer is set past this caller's deadline.
+            // The holding task's timer is set past this caller's deadline.
             self.rearm.notify_one();
         }
         // A load first: under load a flush is nearly always scheduled, and a
         // read of the flag costs nothing where a swap takes its cache line.
         if !self.flush_scheduled.load(SeqCst) && !self.flush_scheduled.swap(true, SeqCst) {
-            tokio::spawn(self.clone().flush(conn.clone()));
+            self.spawn_flush(conn.clone());
         }
-        // No timer of its own: the flush task answers at the deadline.
+        // No timer of its own: its flush task answers at the deadline.
         Ok(answer.await.unwrap_or_else(|_| Err(dropped())))
     }
 
-    /// Writes what the queue holds, as pipelines of at most [`MAX_BATCH`],
-    /// and hands out the replies.
+    /// Starts a flush task (its caller has set `flush_scheduled`).
+    fn spawn_flush(self: &Arc<Self>, conn: MultiplexedConnection) {
+        tokio::spawn(self.clone().flush(conn));
+    }
+
+    /// Hands the queue's next batch (at most [`MAX_BATCH`] jobs) to the
+    /// connection, once it is not stalled, and hands out its replies.
     async fn flush(self: Arc<Self>, conn: MultiplexedConnection) {
         // Let every caller that is ready to run add its command first.
         tokio::task::yield_now().await;
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
-        let mut waiters: Vec<Option<Waiter>> = Vec::new();
-        loop {
-            if self.direct_unanswered.load(SeqCst) {
-                self.flush_waiting.store(true, SeqCst);
-                self.serve(self.direct_answer(), &mut [], timer.as_mut())
-                    .await;
-                self.flush_waiting.store(false, SeqCst);
-            }
-            let mut pipe = {
-                let mut queue = self.queue();
-                let now = Instant::now();
-                let mut pipe = Pipeline::with_capacity(queue.jobs.len().min(MAX_BATCH));
-                let mut withdrawn = 0;
-                while waiters.len() < MAX_BATCH {
-                    let Some(job) = queue.jobs.pop_front() else {
-                        break;
-                    };
-                    // Withdrawn: its caller has gone, or its deadline has
-                    // passed (then its caller hears so from here: it has no
-                    // timer of its own).
-                    if job.reply.is_closed() {
-                        withdrawn += 1;
-                        continue;
-                    }
-                    if job.deadline <= now {
-                        let _ = job.reply.send(Err(deadline_error()));
-                        withdrawn += 1;
-                        continue;
-                    }
-                    pipe.add_command(job.cmd);
-                    waiters.push(Some(Waiter {
-                        deadline: job.deadline,
-                        reply: job.reply,
-                    }));
-                }
-                queue.earliest = queue.jobs.iter().map(|j| j.deadline).min();
-                self.leave(withdrawn);
-                if waiters.is_empty() {
-                    // Under the lock: a caller that queues after this sees
-                    // the flag down and schedules a new flush.
-                    self.flush_scheduled.store(false, SeqCst);
-                    return;
-                }
-                pipe
-            };
-            let n = waiters.len();
-            let mut sender = conn.clone();
-            let sent = self
-                .serve(
-                    sender.send_packed_commands(&pipe, 0, n),
-                    &mut waiters,
-                    timer.as_mut(),
-                )
-                .await;
-            let result = match sent {
-                Some(Ok(values)) if values.len() == n => Ok(values),
-                Some(Ok(_)) => Err(RedisError::from((
-                    redis::ErrorKind::Client,
-                    "a batch of commands got a different number of replies",
-                ))),
-                Some(Err(err)) => Err(err),
-                None => Err(deadline_error()),
-            };
-            match result {
-                Ok(values) => {
-                    for (waiter, value) in waiters.drain(..).zip(values) {
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.reply.send(Ok(value));
-                        }
-                    }
-                }
-                Err(err) => {
-                    for waiter in waiters.drain(..).flatten() {
-                        let _ = waiter.reply.send(Err(err.clone()));
-                    }
-                }
-            }
-            self.leave(n);
-            pipe.clear();
+        if self.stalled(Instant::now()) {
+            // The queue stays here, withdrawable, until the connection
+            // answers again or nobody waits for what is on it.
+            self.holding.store(true, SeqCst);
+            self.hold(self.unstalled()).await;
+            self.holding.store(false, SeqCst);
         }
-    }
-
-    /// Returns once no command sent directly waits for its reply (at the
-    /// latest when its caller's deadline passes and the caller drops it).
-    async fn direct_answer(&self) {
-        loop {
-            let answered = self.direct_answered.notified();
-            tokio::pin!(answered);
-            answered.as_mut().enable();
-            if !self.direct_unanswered.load(SeqCst) {
+        let now = Instant::now();
+        let mut pipe;
+        let mut waiters: Vec<Option<Waiter>>;
+        let mut earliest = now;
+        {
+            let mut queue = self.queue();
+            pipe = Pipeline::with_capacity(queue.jobs.len().min(MAX_BATCH));
+            waiters = Vec::with_capacity(queue.jobs.len().min(MAX_BATCH));
+            let mut withdrawn = 0;
+            while waiters.len() < MAX_BATCH {
+                let Some(job) = queue.jobs.pop_front() else {
+                    break;
+                };
+                // Withdrawn: its caller has gone, or its deadline has passed
+                // (then its caller hears so from here: it has no timer of
+                // its own).
+                if job.reply.is_closed() {
+                    withdrawn += 1;
+                    continue;
+                }
+                if job.deadline <= now {
+                    let _ = job.reply.send(Err(deadline_error()));
+                    withdrawn += 1;
+                    continue;
+                }
+                if waiters.is_empty() || job.deadline < earliest {
+                    earliest = job.deadline;
+                }
+                pipe.add_command(job.cmd);
+                waiters.push(Some(Waiter {
+                    deadline: job.deadline,
+                    reply: job.reply,
+                }));
+            }
+            queue.earliest = queue.jobs.iter().map(|j| j.deadline).min();
+            self.leave(withdrawn);
+            if waiters.is_empty() {
+                // Under the lock: a caller that queues after this sees the
+                // flag down and schedules a new flush.
+                self.flush_scheduled.store(false, SeqCst);
                 return;
             }
-            answered.await;
         }
+        let n = waiters.len();
+        let mut sender = conn.clone();
+        // Unconstrained: tokio's cooperative budget must not make the first
+        // poll return before the batch is handed off.
+        let mut sent = Box::pin(tokio::task::unconstrained(async move {
+            sender.send_packed_commands(&pipe, 0, n).await
+        }));
+        self.went_out(now);
+        // The first poll hands the batch to the connection's driver (its
+        // channel has room for every command this batcher lets in, see
+        // `connect.rs`), before the next flush task may hand off its own.
+        let first = poll_fn(|cx| Poll::Ready(sent.as_mut().poll(cx))).await;
+        let next = {
+            let queue = self.queue();
+            let more = !queue.jobs.is_empty();
+            if !more {
+                self.flush_scheduled.store(false, SeqCst);
+            }
+            more
+        };
+        if next {
+            // Callers queued meanwhile: the next batch is theirs, in a task
+            // of its own that yields first, like this one.
+            self.spawn_flush(conn);
+        }
+        let outcome = match first {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => self.replies(sent, &mut waiters, earliest).await,
+        };
+        self.came_back(outcome.is_some());
+        let result = match outcome {
+            Some(Ok(values)) if values.len() == n => Ok(values),
+            Some(Ok(_)) => Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "a batch of commands got a different number of replies",
+            ))),
+            Some(Err(err)) => Err(err),
+            None => Err(deadline_error()),
+        };
+        match result {
+            Ok(values) => {
+                for (waiter, value) in waiters.into_iter().zip(values) {
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.reply.send(Ok(value));
+                    }
+                }
+            }
+            Err(err) => {
+                for waiter in waiters.into_iter().flatten() {
+                    let _ = waiter.reply.send(Err(err.clone()));
+                }
+            }
+        }
+        self.leave(n);
     }
 
-    /// Waits for `work` while answering, as each deadline passes, the
-    /// callers in `waiters` (the batch on the wire) and in the queue with a
-    /// deadline error; the queue's are withdrawn. Gives up on `work` (`None`)
-    /// once every waiter has been answered so.
-    async fn serve<F: Future>(
+    /// Waits for a batch's replies (`work`) while answering each caller in
+    /// `waiters` whose deadline passes with a deadline error at that moment
+    /// (one timer per batch, set to the earliest deadline it holds: a timer
+    /// per command was about 8% of a profile's samples at 64 callers). Gives
+    /// up (`None`) once every waiter has been answered so.
+    async fn replies<F: Future + Unpin>(
         &self,
-        work: F,
+        mut work: F,
         waiters: &mut [Option<Waiter>],
-        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        earliest: Instant,
     ) -> Option<F::Output> {
-        tokio::pin!(work);
-        let waited_for = !waiters.is_empty();
+        let timer = tokio::time::sleep_until(earliest);
+        tokio::pin!(timer);
         loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return Some(done),
+                () = &mut timer => {}
+            }
             let now = Instant::now();
             let mut next: Option<Instant> = None;
             for slot in waiters.iter_mut() {
@@ -331,11 +407,36 @@ impl Batcher {
                     None => {}
                 }
             }
-            if waited_for && next.is_none() {
-                // Nobody waits for this batch any more.
-                return None;
+            // Nobody waits for this batch any more.
+            let next = next?;
+            timer.as_mut().reset(next);
+        }
+    }
+
+    /// Returns once the connection is not stalled: a reply came, or nobody
+    /// waits for what is on it any more (at the latest as the last of its
+    /// callers' deadlines passes).
+    async fn unstalled(&self) {
+        loop {
+            let progressed = self.progressed.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if !self.stalled(Instant::now()) {
+                return;
             }
-            {
+            progressed.await;
+        }
+    }
+
+    /// Waits for `work` while answering, as each deadline passes, the
+    /// queue's callers with a deadline error and withdrawing their jobs.
+    async fn hold(&self, work: impl Future<Output = ()>) {
+        tokio::pin!(work);
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        loop {
+            let now = Instant::now();
+            let next = {
                 let mut queue = self.queue();
                 if queue.earliest.is_some_and(|e| e <= now) {
                     let before = queue.jobs.len();
@@ -353,50 +454,55 @@ impl Batcher {
                     queue.earliest = queue.jobs.iter().map(|j| j.deadline).min();
                     self.leave(withdrawn);
                 }
-                if let Some(e) = queue.earliest {
-                    next = Some(next.map_or(e, |n| n.min(e)));
-                }
-                // Waiting without a deadline to watch (a direct send, an
-                // empty queue): any caller that queues now wakes the task.
-                queue.armed = Some(next.unwrap_or_else(|| now + Duration::from_secs(86_400)));
-            }
+                // With no deadline to watch, any caller that queues now
+                // wakes the task.
+                queue.armed = Some(
+                    queue
+                        .earliest
+                        .unwrap_or_else(|| now + Duration::from_secs(86_400)),
+                );
+                queue.earliest
+            };
             if let Some(next) = next {
                 timer.as_mut().reset(next);
             }
-            let outcome = tokio::select! {
+            let done = tokio::select! {
                 biased;
-                done = &mut work => Some(done),
-                () = &mut timer, if next.is_some() => None,
-                () = self.rearm.notified() => None,
+                () = &mut work => true,
+                () = &mut timer, if next.is_some() => false,
+                () = self.rearm.notified() => false,
             };
-            if let Some(done) = outcome {
+            if done {
                 self.queue().armed = None;
-                return Some(done);
+                return;
             }
         }
     }
 }
 
-/// A command sent directly, unanswered while this lives (its caller's
+/// A command sent directly, on the wire while this lives (its caller's
 /// future: dropped when the reply comes, the deadline passes or the caller
 /// goes).
-struct Direct<'a>(&'a Batcher);
+struct Direct<'a> {
+    batcher: &'a Batcher,
+    answered: bool,
+}
 
 impl<'a> Direct<'a> {
     /// The caller has been counted in flight by `enter`.
-    fn start(batcher: &'a Batcher) -> Self {
-        batcher.direct_unanswered.store(true, SeqCst);
-        Self(batcher)
+    fn start(batcher: &'a Batcher, now: Instant) -> Self {
+        batcher.went_out(now);
+        Self {
+            batcher,
+            answered: false,
+        }
     }
 }
 
 impl Drop for Direct<'_> {
     fn drop(&mut self) {
-        self.0.direct_unanswered.store(false, SeqCst);
-        self.0.leave(1);
-        if self.0.flush_waiting.load(SeqCst) {
-            self.0.direct_answered.notify_waiters();
-        }
+        self.batcher.came_back(self.answered);
+        self.batcher.leave(1);
     }
 }
 

@@ -893,7 +893,7 @@ impl RedisConn {
                 Some(live) => live,
                 None => continue,
             };
-            let result = self.send(&live, &request).await;
+            let result = self.send(&live, &request, started).await;
             let failure = match &result {
                 Ok(reply) => reply.error(),
                 Err(err) => Some(err.clone()),
@@ -948,12 +948,12 @@ impl RedisConn {
         }
     }
 
-    async fn send(&self, live: &Live, request: &Request<'_>) -> RedisResult<Reply> {
+    async fn send(&self, live: &Live, request: &Request<'_>, started: Instant) -> RedisResult<Reply> {
         let deadline = self.deadline;
         let inner = &self.client.inner;
         match (&live.handle, request) {
             (Handle::Single(conn), Request::One(cmd)) if self.lane != Lane::Health => {
-                match live.batcher.send(conn, cmd, deadline).await {
+                match live.batcher.send(conn, cmd, started, deadline).await {
                     Ok(reply) => reply.map(Reply::One),
                     Err(overloaded) => {
                         inner.metrics.record_overload_rejection();

@@ -189,7 +189,11 @@ impl Connector {
         let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             // Deadlines are enforced around every call (see RedisConn).
-            .set_response_timeout(None);
+            .set_response_timeout(None)
+            // Room for every send the batcher lets in (at most one per
+            // command), so handing a batch to the driver never waits for
+            // room and batches keep their order (batch.rs).
+            .set_pipeline_buffer_size(self.config.max_queued.saturating_add(64));
         if self.protocol == ProtocolVersion::RESP3 {
             config = config.set_push_sender(notice.clone());
         }
