@@ -948,7 +948,12 @@ impl RedisConn {
         }
     }
 
-    async fn send(&self, live: &Live, request: &Request<'_>, started: Instant) -> RedisResult<Reply> {
+    async fn send(
+        &self,
+        live: &Live,
+        request: &Request<'_>,
+        started: Instant,
+    ) -> RedisResult<Reply> {
         let deadline = self.deadline;
         let inner = &self.client.inner;
         match (&live.handle, request) {
